@@ -1,0 +1,105 @@
+//! Every hard limit of ringstore, in one place.
+//!
+//! A limit exists so that no input can make a core allocate without bound,
+//! wait without bound, or hold resources that other clients need. Each
+//! constant says why it has the value it has; the `const` assertions at the
+//! end tie related limits together so that changing one cannot silently
+//! break another. Limits that tests need to reach quickly (timeouts, the
+//! connection cap) are defaults of configuration fields, never literals in
+//! the code that enforces them.
+
+/// Largest request head (request line plus all header lines plus the blank
+/// line). AWS S3 answers `RequestHeaderSectionTooLarge` past 8 KiB of
+/// headers; we allow more because presigned URLs with session tokens put
+/// several KiB into the request line, and 2 KiB of user metadata plus system
+/// metadata must fit comfortably.
+pub const REQUEST_HEAD_BYTES_MAX: usize = 32 * 1024;
+
+/// Most header fields in one request head. hyper uses 100 by default; an S3
+/// request with every system header, checksum headers and a few dozen user
+/// metadata entries stays far below it.
+pub const HEADER_COUNT_MAX: usize = 100;
+
+/// Longest request target (path plus query). A 1024-byte key, fully
+/// percent-encoded, is 3072 bytes; a presigned URL adds about 1 KiB of
+/// query, plus a security token of up to ~4 KiB.
+pub const URI_BYTES_MAX: usize = 12 * 1024;
+
+/// Longest key, in bytes of UTF-8, exactly as AWS S3.
+pub const KEY_BYTES_MAX: usize = 1024;
+
+/// Bucket name length bounds, exactly as AWS S3.
+pub const BUCKET_NAME_BYTES_MIN: usize = 3;
+pub const BUCKET_NAME_BYTES_MAX: usize = 63;
+
+/// Largest request body the server will read for an XML-bodied request
+/// (CreateBucketConfiguration, DeleteObjects, CompleteMultipartUpload...).
+/// CompleteMultipartUpload with 10,000 parts and checksums is the largest
+/// legitimate one, around 1.5 MiB.
+pub const XML_BODY_BYTES_MAX: u64 = 2 * 1024 * 1024;
+
+/// Longest line in an HTTP chunked body or an aws-chunked body that is not
+/// data: a chunk-size line with extensions (an aws-chunked signature line is
+/// about 90 bytes) or one trailer line (a checksum or a trailer signature).
+pub const CHUNK_LINE_BYTES_MAX: usize = 4 * 1024;
+
+/// Most trailer bytes after the last chunk, all lines together. The aws
+/// trailers carry one checksum and one signature; HTTP trailers are rare.
+pub const TRAILER_BYTES_MAX: usize = 16 * 1024;
+
+/// Most trailer fields after the last chunk.
+pub const TRAILER_COUNT_MAX: usize = 16;
+
+/// Largest valid chunk size in an HTTP chunked or aws-chunked body: bigger
+/// chunk-size fields are rejected before any arithmetic can overflow.
+pub const CHUNK_BYTES_MAX: u64 = 1 << 40;
+
+/// Largest object in one PutObject, exactly as AWS S3 (5 GiB).
+pub const OBJECT_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024;
+
+/// Size of the buffer a connection reads into. Request heads are parsed
+/// from it and body bytes are streamed through it, so one connection never
+/// holds more than this of network input.
+pub const CONNECTION_READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Default time a client has to send a complete request head once it has
+/// started (or once the connection opened): slow-loris protection.
+pub const HEAD_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+
+/// Default time an idle keep-alive connection is kept open between requests.
+pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+
+/// Default time to wait for the next piece of a request body before the
+/// request fails with `RequestTimeout`, as AWS does for stalled uploads.
+pub const BODY_READ_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+
+/// Default number of open client connections per core. Past it, a new
+/// connection receives `503 SlowDown` and is closed.
+pub const CONNECTIONS_PER_CORE_MAX_DEFAULT: usize = 4096;
+
+/// How long shutdown waits for in-flight requests before it exits anyway.
+pub const SHUTDOWN_DRAIN_MS: u64 = 10_000;
+
+/// Header authentication: largest allowed difference between the request's
+/// signing time and the server clock, as AWS (15 minutes).
+pub const CLOCK_SKEW_MS_MAX: u64 = 15 * 60 * 1000;
+
+/// Presigned URLs: longest validity, as AWS (7 days, in seconds).
+pub const PRESIGNED_EXPIRES_SECONDS_MAX: u64 = 604_800;
+
+/// Most user metadata, as AWS S3: the sum of names (without `x-amz-meta-`)
+/// and values, in bytes.
+pub const USER_METADATA_BYTES_MAX: usize = 2 * 1024;
+
+/// Most buckets, as AWS's default quota raised for a single-tenant server.
+pub const BUCKET_COUNT_MAX: usize = 10_000;
+
+/// Messages in flight from one core to another. Bounded, so a slow shard
+/// pushes back on the cores sending to it instead of growing a queue.
+pub const MESH_CHANNEL_CAPACITY: usize = 1024;
+
+const _: () = assert!(URI_BYTES_MAX < REQUEST_HEAD_BYTES_MAX);
+const _: () = assert!(REQUEST_HEAD_BYTES_MAX <= CONNECTION_READ_BUFFER_BYTES);
+const _: () = assert!(KEY_BYTES_MAX * 3 < URI_BYTES_MAX);
+const _: () = assert!(CHUNK_LINE_BYTES_MAX <= TRAILER_BYTES_MAX);
+const _: () = assert!(BUCKET_NAME_BYTES_MIN < BUCKET_NAME_BYTES_MAX);

@@ -1,0 +1,28 @@
+//! The `ringstore` binary: parse arguments, load configuration, run.
+
+use clap::Parser as _;
+
+fn main() -> std::process::ExitCode {
+    let args = ringstore::config::Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = ringstore::config::Config::resolve(&args)
+        .map_err(|error| error.to_string())
+        .and_then(|config| match args.command {
+            None | Some(ringstore::config::Command::Serve) => {
+                ringstore::server::runtime::run(config).map_err(|error| error.to_string())
+            }
+        });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ringstore: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

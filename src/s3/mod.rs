@@ -1,0 +1,110 @@
+//! The S3 API: one `match` over the routed operation, one file per group.
+//!
+//! [`router`] turns a request into an [`router::Endpoint`] named exactly as
+//! AWS names the operation; [`dispatch`] calls that operation's handler.
+//! An operation without a handler answers `501 NotImplemented` as S3 XML:
+//! a request is never silently served by another operation.
+//!
+//! Adding an operation touches `router.rs` (if it is not routed yet), one
+//! file here, perhaps `xml.rs`, and its test file.
+
+pub mod bucket;
+pub mod router;
+pub mod xml;
+
+use std::rc::Rc;
+
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use crate::error::S3Error;
+use crate::http::body_reader::BodyReader;
+use crate::http::request::RequestHead;
+use crate::s3_error;
+use crate::server::worker::Worker;
+use router::{Endpoint, Route};
+
+/// Everything a handler knows about its request besides the body.
+pub struct S3Request<'a> {
+    pub head: &'a RequestHead,
+    pub route: &'a Route,
+    pub request_id: &'a str,
+    pub access_key_id: &'a str,
+}
+
+impl S3Request<'_> {
+    /// The value of a query parameter, percent-decoded.
+    #[must_use]
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let query = self.head.query.as_deref()?;
+        router::query_pairs(query)
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
+
+    /// `/bucket` or `/bucket/key`, for the `<Resource>` of errors.
+    #[must_use]
+    pub fn resource(&self) -> String {
+        match (&self.route.bucket, &self.route.key) {
+            (Some(bucket), Some(key)) => format!("/{bucket}/{key}"),
+            (Some(bucket), None) => format!("/{bucket}"),
+            _ => "/".to_owned(),
+        }
+    }
+}
+
+/// A response with a small body held in memory.
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    #[must_use]
+    pub fn new(status: StatusCode) -> Response {
+        Response {
+            status,
+            headers: HeaderMap::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// `200 OK` with an XML document.
+    #[must_use]
+    pub fn xml(body: String) -> Response {
+        let mut response = Response::new(StatusCode::OK);
+        response.headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xml"),
+        );
+        response.body = body.into_bytes();
+        response
+    }
+
+    #[must_use]
+    pub fn with_header(mut self, name: http::HeaderName, value: HeaderValue) -> Response {
+        self.headers.insert(name, value);
+        self
+    }
+}
+
+/// Run the handler of `request.route.endpoint`.
+pub async fn dispatch(
+    worker: &Rc<Worker>,
+    request: &S3Request<'_>,
+    body: &mut BodyReader<'_>,
+) -> Result<Response, S3Error> {
+    match &request.route.endpoint {
+        Endpoint::ListBuckets => bucket::list_buckets(worker, request),
+        Endpoint::CreateBucket => bucket::create_bucket(worker, request, body).await,
+        Endpoint::HeadBucket => bucket::head_bucket(worker, request),
+        Endpoint::DeleteBucket => bucket::delete_bucket(worker, request).await,
+        Endpoint::GetBucketLocation => bucket::get_bucket_location(worker, request),
+        other => Err(s3_error!(
+            NotImplemented,
+            "{} is not implemented by this server",
+            other.name()
+        )),
+    }
+}

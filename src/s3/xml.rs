@@ -1,0 +1,299 @@
+//! S3 XML bodies, named after the AWS elements.
+//!
+//! Responses are small, fixed-shape documents, so they are written straight
+//! into a `String` with [`escape_into`] for every piece of text, which keeps
+//! the hot listing paths free of intermediate trees. Request bodies are
+//! parsed with quick-xml's pull reader, which never builds a document in
+//! memory either; unknown elements are ignored as AWS does, but a body that
+//! is not well-formed XML is `MalformedXML`.
+//!
+//! Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_Operations_Amazon_Simple_Storage_Service.html>
+
+use std::fmt::Write as _;
+
+use quick_xml::events::Event;
+
+use crate::error::S3Error;
+use crate::s3_error;
+
+pub const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+pub const S3_NAMESPACE: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+/// Append `text` to `out`, escaped for XML element content and attribute
+/// values. Carriage returns and control characters are written as numeric
+/// character references so that a parser gives back exactly the same key
+/// (a literal CR would be normalized away by any XML parser).
+pub fn escape_into(out: &mut String, text: &str) {
+    let mut last = 0;
+    for (index, byte) in text.bytes().enumerate() {
+        let replacement = match byte {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&apos;",
+            b'\r' => "&#13;",
+            b'\t' | b'\n' => continue,
+            0..=0x1f => {
+                out.push_str(&text[last..index]);
+                let _ = write!(out, "&#{byte};");
+                last = index + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.push_str(&text[last..index]);
+        out.push_str(replacement);
+        last = index + 1;
+    }
+    out.push_str(&text[last..]);
+}
+
+/// Unix milliseconds as AWS writes timestamps in XML: `2009-10-12T17:50:30.000Z`.
+#[must_use]
+pub fn timestamp(unix_ms: i64) -> String {
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time.format(&format).expect("timestamp formats")
+}
+
+/// Write `<Name>text</Name>` with the text escaped.
+pub fn element(out: &mut String, name: &str, text: &str) {
+    out.push('<');
+    out.push_str(name);
+    out.push('>');
+    escape_into(out, text);
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
+/// The owner of every bucket and object: ringstore has one tenant, named
+/// after the access key that is configured.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub id: String,
+    pub display_name: String,
+}
+
+/// One bucket in `ListAllMyBucketsResult`.
+pub struct ListedBucket<'a> {
+    pub name: &'a str,
+    pub created_ms: i64,
+    pub region: &'a str,
+}
+
+/// `ListAllMyBucketsResult`, the ListBuckets response.
+#[must_use]
+pub fn list_all_my_buckets_result(
+    owner: &Owner,
+    buckets: &[ListedBucket<'_>],
+    continuation_token: Option<&str>,
+    prefix: Option<&str>,
+) -> String {
+    let mut out = String::with_capacity(256 + buckets.len() * 128);
+    out.push_str(XML_DECLARATION);
+    out.push_str("<ListAllMyBucketsResult xmlns=\"");
+    out.push_str(S3_NAMESPACE);
+    out.push_str("\"><Owner>");
+    element(&mut out, "ID", &owner.id);
+    element(&mut out, "DisplayName", &owner.display_name);
+    out.push_str("</Owner><Buckets>");
+    for bucket in buckets {
+        out.push_str("<Bucket>");
+        element(&mut out, "Name", bucket.name);
+        element(&mut out, "CreationDate", &timestamp(bucket.created_ms));
+        element(&mut out, "BucketRegion", bucket.region);
+        out.push_str("</Bucket>");
+    }
+    out.push_str("</Buckets>");
+    if let Some(token) = continuation_token {
+        element(&mut out, "ContinuationToken", token);
+    }
+    if let Some(prefix) = prefix {
+        element(&mut out, "Prefix", prefix);
+    }
+    out.push_str("</ListAllMyBucketsResult>");
+    out
+}
+
+/// `LocationConstraint`, the GetBucketLocation response. AWS answers an
+/// empty element for us-east-1 (for historical reasons) and the region name
+/// otherwise.
+#[must_use]
+pub fn location_constraint(region: &str) -> String {
+    let mut out = String::with_capacity(160);
+    out.push_str(XML_DECLARATION);
+    out.push_str("<LocationConstraint xmlns=\"");
+    out.push_str(S3_NAMESPACE);
+    if region == "us-east-1" {
+        out.push_str("\"/>");
+    } else {
+        out.push_str("\">");
+        escape_into(&mut out, region);
+        out.push_str("</LocationConstraint>");
+    }
+    out
+}
+
+/// The parts of a `CreateBucketConfiguration` body ringstore looks at.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CreateBucketConfiguration {
+    pub location_constraint: Option<String>,
+}
+
+/// Parse a CreateBucket body. An empty body (or only white space) is no
+/// configuration, as AWS allows.
+pub fn parse_create_bucket_configuration(body: &[u8]) -> Result<CreateBucketConfiguration, S3Error> {
+    let malformed = || {
+        s3_error!(
+            MalformedXML,
+            "The XML you provided was not well-formed or did not validate against our published schema"
+        )
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(CreateBucketConfiguration::default());
+    }
+    let mut reader = quick_xml::Reader::from_reader(body);
+    reader.config_mut().trim_text(true);
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut config = CreateBucketConfiguration::default();
+    let mut saw_root = false;
+    let mut buf = Vec::new();
+    loop {
+        match reader.read_event_into(&mut buf).map_err(|_| malformed())? {
+            Event::Start(start) => {
+                let name = start.local_name().as_ref().to_vec();
+                if path.is_empty() {
+                    if name != b"CreateBucketConfiguration" || saw_root {
+                        return Err(malformed());
+                    }
+                    saw_root = true;
+                }
+                path.push(name);
+            }
+            Event::Empty(start) => {
+                if path.is_empty() {
+                    if start.local_name().as_ref() != b"CreateBucketConfiguration" || saw_root {
+                        return Err(malformed());
+                    }
+                    saw_root = true;
+                }
+            }
+            Event::End(_) => {
+                path.pop();
+            }
+            Event::Text(text) => {
+                if path.len() == 2 && path[1] == b"LocationConstraint" {
+                    let value = text.decode().map_err(|_| malformed())?;
+                    config.location_constraint = Some(value.into_owned());
+                } else if path.is_empty() {
+                    return Err(malformed());
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    if !saw_root || !path.is_empty() {
+        return Err(malformed());
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_covers_markup_and_control_characters() {
+        let mut out = String::new();
+        escape_into(&mut out, "a&b<c>d\"e'f\r\ng\th\u{1}é");
+        assert_eq!(out, "a&amp;b&lt;c&gt;d&quot;e&apos;f&#13;\ng\th&#1;é");
+    }
+
+    #[test]
+    fn timestamps_have_milliseconds() {
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(timestamp(1_369_353_600_123), "2013-05-24T00:00:00.123Z");
+    }
+
+    #[test]
+    fn list_all_my_buckets_result_golden() {
+        let owner = Owner {
+            id: "abc".into(),
+            display_name: "me".into(),
+        };
+        let xml = list_all_my_buckets_result(
+            &owner,
+            &[ListedBucket {
+                name: "b1",
+                created_ms: 0,
+                region: "us-east-1",
+            }],
+            None,
+            None,
+        );
+        assert_eq!(
+            xml,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListAllMyBucketsResult \
+             xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Owner><ID>abc</ID>\
+             <DisplayName>me</DisplayName></Owner><Buckets><Bucket><Name>b1</Name>\
+             <CreationDate>1970-01-01T00:00:00.000Z</CreationDate>\
+             <BucketRegion>us-east-1</BucketRegion></Bucket></Buckets>\
+             </ListAllMyBucketsResult>"
+        );
+    }
+
+    #[test]
+    fn location_constraint_golden() {
+        assert_eq!(
+            location_constraint("us-east-1"),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint \
+             xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"/>"
+        );
+        assert_eq!(
+            location_constraint("eu-west-1"),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint \
+             xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">eu-west-1</LocationConstraint>"
+        );
+    }
+
+    #[test]
+    fn create_bucket_configuration_parses() {
+        let body = br#"<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+            <LocationConstraint>eu-west-1</LocationConstraint></CreateBucketConfiguration>"#;
+        assert_eq!(
+            parse_create_bucket_configuration(body).unwrap(),
+            CreateBucketConfiguration {
+                location_constraint: Some("eu-west-1".into())
+            }
+        );
+        assert_eq!(
+            parse_create_bucket_configuration(b"").unwrap(),
+            CreateBucketConfiguration::default()
+        );
+        assert_eq!(
+            parse_create_bucket_configuration(b"<CreateBucketConfiguration/>").unwrap(),
+            CreateBucketConfiguration::default()
+        );
+    }
+
+    #[test]
+    fn malformed_create_bucket_configuration_is_refused() {
+        for body in [
+            &b"<CreateBucketConfiguration>"[..],
+            b"<Other/>",
+            b"not xml",
+            b"<CreateBucketConfiguration></Wrong>",
+            b"<CreateBucketConfiguration/><CreateBucketConfiguration/>",
+        ] {
+            let error = parse_create_bucket_configuration(body).unwrap_err();
+            assert_eq!(error.code, crate::error::S3ErrorCode::MalformedXML, "{body:?}");
+        }
+    }
+}

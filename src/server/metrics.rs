@@ -1,0 +1,190 @@
+//! Request metrics, kept per core and gathered on demand.
+//!
+//! Each core counts into its own [`CoreMetrics`] with plain integer
+//! arithmetic: no atomics, no locks, nothing shared on the data path. A
+//! scrape of `/metrics` asks every shard for a [`MetricsSnapshot`] over the
+//! mesh, adds them up, and renders the Prometheus text format here.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Upper bounds of the request-latency histogram, in seconds. They span a
+/// cached small GET (tens of microseconds) to a multi-GiB transfer.
+pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0, 60.0,
+];
+
+/// What one core has counted since it started.
+#[derive(Debug, Default, Clone)]
+pub struct MetricsSnapshot {
+    /// Requests by (operation, HTTP status).
+    pub requests: BTreeMap<(&'static str, u16), u64>,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    /// Counts per latency bucket; the last entry is `+Inf`.
+    pub latency_buckets: [u64; LATENCY_BUCKETS_SECONDS.len() + 1],
+    pub latency_sum_seconds: f64,
+    pub open_connections: u64,
+    pub refused_connections: u64,
+}
+
+/// The counters one core owns.
+#[derive(Debug, Default)]
+pub struct CoreMetrics {
+    snapshot: MetricsSnapshot,
+}
+
+impl CoreMetrics {
+    pub fn record_request(&mut self, operation: &'static str, status: u16, elapsed: Duration) {
+        *self
+            .snapshot
+            .requests
+            .entry((operation, status))
+            .or_insert(0) += 1;
+        let seconds = elapsed.as_secs_f64();
+        let bucket = LATENCY_BUCKETS_SECONDS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(LATENCY_BUCKETS_SECONDS.len());
+        self.snapshot.latency_buckets[bucket] += 1;
+        self.snapshot.latency_sum_seconds += seconds;
+    }
+
+    pub fn add_bytes_received(&mut self, bytes: u64) {
+        self.snapshot.bytes_received += bytes;
+    }
+
+    pub fn add_bytes_sent(&mut self, bytes: u64) {
+        self.snapshot.bytes_sent += bytes;
+    }
+
+    pub fn connection_opened(&mut self) {
+        self.snapshot.open_connections += 1;
+    }
+
+    pub fn connection_closed(&mut self) {
+        self.snapshot.open_connections -= 1;
+    }
+
+    pub fn connection_refused(&mut self) {
+        self.snapshot.refused_connections += 1;
+    }
+
+    #[must_use]
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        self.snapshot.clone()
+    }
+}
+
+impl MetricsSnapshot {
+    /// Add another core's counts into this one.
+    pub fn merge(&mut self, other: &MetricsSnapshot) {
+        for (key, count) in &other.requests {
+            *self.requests.entry(*key).or_insert(0) += count;
+        }
+        self.bytes_received += other.bytes_received;
+        self.bytes_sent += other.bytes_sent;
+        for (mine, theirs) in self
+            .latency_buckets
+            .iter_mut()
+            .zip(other.latency_buckets.iter())
+        {
+            *mine += theirs;
+        }
+        self.latency_sum_seconds += other.latency_sum_seconds;
+        self.open_connections += other.open_connections;
+        self.refused_connections += other.refused_connections;
+    }
+}
+
+/// Render the gathered counts in the Prometheus text exposition format.
+#[must_use]
+pub fn render_prometheus(per_shard: &[MetricsSnapshot]) -> String {
+    let mut total = MetricsSnapshot::default();
+    for snapshot in per_shard {
+        total.merge(snapshot);
+    }
+    let mut out = String::with_capacity(4096);
+    out.push_str("# HELP ringstore_requests_total S3 requests answered, by operation and HTTP status.\n");
+    out.push_str("# TYPE ringstore_requests_total counter\n");
+    for ((operation, status), count) in &total.requests {
+        let _ = writeln!(
+            out,
+            "ringstore_requests_total{{operation=\"{operation}\",status=\"{status}\"}} {count}"
+        );
+    }
+    out.push_str("# HELP ringstore_received_bytes_total Request bytes received (heads and bodies).\n");
+    out.push_str("# TYPE ringstore_received_bytes_total counter\n");
+    let _ = writeln!(out, "ringstore_received_bytes_total {}", total.bytes_received);
+    out.push_str("# HELP ringstore_sent_bytes_total Response bytes sent (heads and bodies).\n");
+    out.push_str("# TYPE ringstore_sent_bytes_total counter\n");
+    let _ = writeln!(out, "ringstore_sent_bytes_total {}", total.bytes_sent);
+    out.push_str("# HELP ringstore_request_duration_seconds Time from a complete request head to the end of the response.\n");
+    out.push_str("# TYPE ringstore_request_duration_seconds histogram\n");
+    let mut cumulative = 0;
+    for (bound, count) in LATENCY_BUCKETS_SECONDS.iter().zip(total.latency_buckets) {
+        cumulative += count;
+        let _ = writeln!(
+            out,
+            "ringstore_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+        );
+    }
+    cumulative += total.latency_buckets[LATENCY_BUCKETS_SECONDS.len()];
+    let _ = writeln!(
+        out,
+        "ringstore_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+    );
+    let _ = writeln!(
+        out,
+        "ringstore_request_duration_seconds_sum {}",
+        total.latency_sum_seconds
+    );
+    let _ = writeln!(out, "ringstore_request_duration_seconds_count {cumulative}");
+    out.push_str("# HELP ringstore_open_connections Client connections open now, by core.\n");
+    out.push_str("# TYPE ringstore_open_connections gauge\n");
+    for (shard, snapshot) in per_shard.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "ringstore_open_connections{{core=\"{shard}\"}} {}",
+            snapshot.open_connections
+        );
+    }
+    out.push_str("# HELP ringstore_refused_connections_total Connections refused because a core was at its connection limit.\n");
+    out.push_str("# TYPE ringstore_refused_connections_total counter\n");
+    let _ = writeln!(
+        out,
+        "ringstore_refused_connections_total {}",
+        total.refused_connections
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative_and_counts_match() {
+        let mut a = CoreMetrics::default();
+        a.record_request("ListBuckets", 200, Duration::from_micros(50));
+        a.record_request("ListBuckets", 200, Duration::from_millis(3));
+        let mut b = CoreMetrics::default();
+        b.record_request("CreateBucket", 409, Duration::from_secs(100));
+        b.connection_opened();
+        let text = render_prometheus(&[a.snapshot(), b.snapshot()]);
+        assert!(text.contains(
+            "ringstore_requests_total{operation=\"ListBuckets\",status=\"200\"} 2\n"
+        ));
+        assert!(text.contains(
+            "ringstore_requests_total{operation=\"CreateBucket\",status=\"409\"} 1\n"
+        ));
+        assert!(text.contains("ringstore_request_duration_seconds_bucket{le=\"0.0001\"} 1\n"));
+        assert!(text.contains("ringstore_request_duration_seconds_bucket{le=\"0.005\"} 2\n"));
+        assert!(text.contains("ringstore_request_duration_seconds_bucket{le=\"60\"} 2\n"));
+        assert!(text.contains("ringstore_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("ringstore_request_duration_seconds_count 3\n"));
+        assert!(text.contains("ringstore_open_connections{core=\"1\"} 1\n"));
+    }
+}

@@ -1,0 +1,439 @@
+//! Start and stop: one pinned glommio executor per core.
+//!
+//! Start order, and why:
+//! 1. On the main thread, everything that can fail with a clear message:
+//!    the data directory (created, locked against a second process, its
+//!    shard count checked), the credentials, the bucket catalog, the
+//!    locked-memory limit io_uring needs, and the listening sockets. The
+//!    S3 port is first bound without `SO_REUSEPORT`, so that a port held by
+//!    anyone else is reported as in use instead of being silently shared;
+//!    then one `SO_REUSEPORT` socket per core is bound to the same address,
+//!    and the kernel spreads incoming connections over them.
+//! 2. One executor per core, each pinned to its own CPU, joins the mesh,
+//!    builds its [`Worker`], reports itself started over a crossbeam channel
+//!    (the main thread is a plain thread and may block on it), and serves.
+//! 3. When every core has reported, the main thread prints
+//!    `ringstore listening on http://ADDR` and waits for SIGINT or SIGTERM.
+//!
+//! Stop order: the main thread raises the stop flag; each core stops
+//! accepting, lets in-flight requests finish (at most
+//! `limits::SHUTDOWN_DRAIN_MS`), closes its mesh senders and returns; the
+//! main thread joins every executor and returns `Ok`, and the process exits 0.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd as _, FromRawFd as _, IntoRawFd as _, OwnedFd, RawFd};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use super::mesh::Mesh;
+use super::worker::{SharedSetup, Worker};
+use crate::auth::{CredentialStore, Credentials};
+use crate::config::{Config, CredentialSource, resolve_credentials};
+use crate::limits;
+use crate::s3::xml::Owner;
+use crate::storage::catalog::Catalog;
+
+/// A failure at start, as one sentence for the operator.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// glommio refuses to start below this locked-memory limit (bytes).
+const MEMLOCK_BYTES_MIN: u64 = 512 * 1024;
+
+/// Name of the file that records the data directory's format and shard count.
+const FORMAT_FILE: &str = "format";
+const LOCK_FILE: &str = "lock";
+const FORMAT_VERSION: u32 = 1;
+
+/// What an executor tells the main thread.
+enum CoreEvent {
+    Started,
+    Stopped,
+}
+
+/// Run the server until SIGINT or SIGTERM.
+pub fn run(config: Config) -> Result<(), StartError> {
+    check_memlock()?;
+    let _lock = prepare_data_dir(&config)?;
+    let (credentials, source) =
+        resolve_credentials(&config).map_err(|error| StartError(error.0))?;
+    announce_credentials(&config, &credentials, &source);
+    let catalog = Catalog::load(&config.data_dir).map_err(|error| {
+        StartError(format!(
+            "cannot load the bucket catalog in {}: {error}",
+            config.data_dir.display()
+        ))
+    })?;
+    let (listen_addr, s3_fds) = bind_s3_listeners(config.listen, config.cores)?;
+    let admin_fd = bind_admin_listener(config.admin_listen)?;
+    let admin_addr = local_addr(admin_fd.as_raw_fd()).unwrap_or(config.admin_listen);
+
+    block_stop_signals();
+    let mut random = [0_u8; 4];
+    getrandom::fill(&mut random).map_err(|error| StartError(format!("no random source: {error}")))?;
+    let setup = Arc::new(SharedSetup {
+        config: Arc::new(config.clone()),
+        owner: owner_for(&credentials),
+        credentials: Arc::new(std::iter::once(credentials).collect::<CredentialStore>()),
+        catalog: Arc::new(catalog),
+        request_id_prefix: u32::from_le_bytes(random),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let (events_sender, events) = crossbeam_channel::bounded(config.cores * 2);
+    let mesh = MeshBuilder::full(config.cores, limits::MESH_CHANNEL_CAPACITY);
+    let cpus = allowed_cpus();
+    let mut admin_fd = Some(admin_fd);
+    let mut handles = Vec::with_capacity(config.cores);
+    for (core, fd) in s3_fds.into_iter().enumerate() {
+        let placement = if cpus.len() >= config.cores {
+            Placement::Fixed(cpus[core])
+        } else {
+            Placement::Unbound
+        };
+        let setup = setup.clone();
+        let stop = stop.clone();
+        let events_sender = events_sender.clone();
+        let mesh = mesh.clone();
+        let admin_fd = admin_fd.take().map(std::os::fd::IntoRawFd::into_raw_fd);
+        let listener_fd = fd.into_raw_fd();
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("ringstore-{core}"))
+            .spawn(move || async move {
+                serve_core(&setup, mesh, listener_fd, admin_fd, &stop, &events_sender).await;
+            })
+            .map_err(|error| {
+                StartError(format!(
+                    "cannot start the executor for core {core}: {error}{}",
+                    memlock_hint()
+                ))
+            })?;
+        handles.push(handle);
+    }
+    drop(events_sender);
+
+    let mut started = 0;
+    while started < config.cores {
+        match events.recv_timeout(Duration::from_secs(30)) {
+            Ok(CoreEvent::Started) => started += 1,
+            Ok(CoreEvent::Stopped) | Err(_) => {
+                return Err(StartError(format!(
+                    "a core stopped during start-up{}",
+                    memlock_hint()
+                )));
+            }
+        }
+    }
+    tracing::info!(cores = config.cores, %admin_addr, "ringstore started");
+    println!("ringstore listening on http://{listen_addr}");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+
+    let signal = wait_for_stop_signal(&events);
+    tracing::info!(signal, "stopping");
+    stop.store(true, Ordering::Release);
+    for handle in handles {
+        if handle.join().is_err() {
+            return Err(StartError("a core failed while stopping".into()));
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Everything one core does from start to stop.
+async fn serve_core(
+    setup: &Arc<SharedSetup>,
+    mesh: MeshBuilder<super::mesh::Message, glommio::channels::channel_mesh::Full>,
+    listener_fd: RawFd,
+    admin_fd: Option<RawFd>,
+    stop: &Arc<AtomicBool>,
+    events: &crossbeam_channel::Sender<CoreEvent>,
+) {
+    let shard_count = setup.config.cores;
+    let (_mesh, worker) = Mesh::join(mesh, shard_count, |mesh| {
+        Rc::new(Worker::new(setup, mesh))
+    })
+    .await;
+    // SAFETY: the fd is a listening TCP socket created by `bind_s3_listeners`
+    // and handed to this core alone; ownership moves into the listener.
+    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
+    let accept_task = glommio::spawn_local(super::listener::accept_loop(worker.clone(), listener));
+    let admin_task = admin_fd.map(|fd| {
+        // SAFETY: as above, for the admin listening socket.
+        let admin = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
+        glommio::spawn_local(super::admin::serve(worker.clone(), admin))
+    });
+    let _ = events.send(CoreEvent::Started);
+
+    while !stop.load(Ordering::Acquire) {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    worker.begin_stop();
+    accept_task.cancel().await;
+    if let Some(task) = admin_task {
+        task.cancel().await;
+    }
+    let deadline = Instant::now() + Duration::from_millis(limits::SHUTDOWN_DRAIN_MS);
+    while worker.open_connections() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    if worker.open_connections() > 0 {
+        tracing::warn!(
+            open = worker.open_connections(),
+            "shutdown drain time is over; closing the remaining connections"
+        );
+    }
+    // Peers may still need this core to answer mesh calls for their own
+    // draining requests; give them the same bounded time before closing.
+    glommio::timer::sleep(Duration::from_millis(20)).await;
+    worker.mesh.close();
+    let _ = events.send(CoreEvent::Stopped);
+}
+
+fn check_memlock() -> Result<(), StartError> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &raw mut limit) } != 0 {
+        return Ok(());
+    }
+    if limit.rlim_cur != libc::RLIM_INFINITY && limit.rlim_cur < MEMLOCK_BYTES_MIN {
+        return Err(StartError(format!(
+            "the locked-memory limit is {} KiB, but io_uring needs at least {} KiB; \
+             raise it with `ulimit -l unlimited` (or LimitMEMLOCK=infinity in a systemd unit)",
+            limit.rlim_cur / 1024,
+            MEMLOCK_BYTES_MIN / 1024
+        )));
+    }
+    Ok(())
+}
+
+fn memlock_hint() -> &'static str {
+    " (if io_uring could not be set up, raise the locked-memory limit with `ulimit -l unlimited`)"
+}
+
+/// Create the data directory, lock it, and check (or record) its format and
+/// shard count. The returned file holds the lock until the process exits.
+fn prepare_data_dir(config: &Config) -> Result<std::fs::File, StartError> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir).map_err(|error| {
+        StartError(format!(
+            "cannot create the data directory {}: {error}",
+            dir.display()
+        ))
+    })?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .map_err(|error| {
+            StartError(format!(
+                "the data directory {} is not writable: {error}",
+                dir.display()
+            ))
+        })?;
+    // SAFETY: flock on an fd we own; no memory is involved.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(StartError(format!(
+            "the data directory {} is in use by another ringstore process",
+            dir.display()
+        )));
+    }
+    check_format(dir, config.cores)?;
+    Ok(lock)
+}
+
+fn check_format(dir: &Path, cores: usize) -> Result<(), StartError> {
+    let path = dir.join(FORMAT_FILE);
+    let expected = format!("ringstore-format {FORMAT_VERSION}\nshards {cores}\n");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text == expected => Ok(()),
+        Ok(text) => {
+            let shards = text
+                .lines()
+                .find_map(|line| line.strip_prefix("shards "))
+                .unwrap_or("?");
+            Err(StartError(format!(
+                "the data directory {} was created with {shards} shards and this start asks \
+                 for {cores} cores; start with --cores {shards}",
+                dir.display()
+            )))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let write = || -> std::io::Result<()> {
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, &expected)?;
+                std::fs::File::open(&tmp)?.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                std::fs::File::open(dir)?.sync_all()
+            };
+            write().map_err(|error| {
+                StartError(format!(
+                    "cannot write {} in the data directory: {error}",
+                    path.display()
+                ))
+            })
+        }
+        Err(error) => Err(StartError(format!(
+            "cannot read {}: {error}",
+            path.display()
+        ))),
+    }
+}
+
+fn announce_credentials(config: &Config, credentials: &Credentials, source: &CredentialSource) {
+    let path = config.data_dir.join(crate::config::CREDENTIALS_FILE);
+    match source {
+        CredentialSource::Configured => {
+            println!("ringstore: access key id {}", credentials.access_key_id);
+        }
+        CredentialSource::Generated | CredentialSource::Stored => {
+            let how = if *source == CredentialSource::Generated {
+                "generated"
+            } else {
+                "stored"
+            };
+            println!(
+                "ringstore: using {how} credentials from {} (mode 0600)",
+                path.display()
+            );
+            println!("  access key id:     {}", credentials.access_key_id);
+            println!("  secret access key: {}", credentials.secret_access_key);
+        }
+    }
+}
+
+/// The owner shown in listings: one tenant, named after its access key.
+fn owner_for(credentials: &Credentials) -> Owner {
+    use sha2::Digest as _;
+    let id = hex::encode(sha2::Sha256::digest(credentials.access_key_id.as_bytes()));
+    Owner {
+        id,
+        display_name: credentials.access_key_id.clone(),
+    }
+}
+
+/// Bind one `SO_REUSEPORT` listening socket per core to `addr` (see the
+/// module doc for why the address is first probed without it).
+fn bind_s3_listeners(addr: SocketAddr, cores: usize) -> Result<(SocketAddr, Vec<OwnedFd>), StartError> {
+    let in_use = |error: std::io::Error| {
+        if error.kind() == std::io::ErrorKind::AddrInUse {
+            StartError(format!("cannot listen on {addr}: the address is already in use"))
+        } else {
+            StartError(format!("cannot listen on {addr}: {error}"))
+        }
+    };
+    let probe = std::net::TcpListener::bind(addr).map_err(in_use)?;
+    let actual = probe.local_addr().map_err(in_use)?;
+    drop(probe);
+    let mut fds = Vec::with_capacity(cores);
+    for _ in 0..cores {
+        let domain = socket2::Domain::for_address(actual);
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
+            .map_err(in_use)?;
+        socket.set_reuse_address(true).map_err(in_use)?;
+        socket.set_reuse_port(true).map_err(in_use)?;
+        socket.bind(&actual.into()).map_err(in_use)?;
+        socket.listen(1024).map_err(in_use)?;
+        fds.push(OwnedFd::from(socket));
+    }
+    Ok((actual, fds))
+}
+
+fn bind_admin_listener(addr: SocketAddr) -> Result<OwnedFd, StartError> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::AddrInUse {
+            StartError(format!(
+                "cannot listen on {addr} (admin): the address is already in use"
+            ))
+        } else {
+            StartError(format!("cannot listen on {addr} (admin): {error}"))
+        }
+    })?;
+    Ok(OwnedFd::from(listener))
+}
+
+fn local_addr(fd: RawFd) -> Option<SocketAddr> {
+    // SAFETY: borrow the fd only for the call; `ManuallyDrop` keeps it open.
+    let socket = std::mem::ManuallyDrop::new(unsafe { socket2::Socket::from_raw_fd(fd) });
+    socket.local_addr().ok()?.as_socket()
+}
+
+/// The CPUs this process may run on, in order.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    }
+}
+
+fn stop_signal_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, initialized by sigemptyset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigaddset(&raw mut set, libc::SIGINT);
+        libc::sigaddset(&raw mut set, libc::SIGTERM);
+        set
+    }
+}
+
+/// Block SIGINT and SIGTERM in this thread before any executor thread is
+/// spawned, so that every thread inherits the mask and the signals stay
+/// pending until the main thread takes them in `wait_for_stop_signal`.
+fn block_stop_signals() {
+    let set = stop_signal_set();
+    // SAFETY: changes this thread's signal mask only.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut());
+    }
+}
+
+/// Wait for SIGINT or SIGTERM; also return if a core stops by itself (a
+/// bug), so the process does not hang half alive.
+fn wait_for_stop_signal(events: &crossbeam_channel::Receiver<CoreEvent>) -> &'static str {
+    let set = stop_signal_set();
+    let timeout = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 200_000_000,
+    };
+    loop {
+        // SAFETY: sigtimedwait reads the set and the timeout we pass.
+        let signal =
+            unsafe { libc::sigtimedwait(&raw const set, std::ptr::null_mut(), &raw const timeout) };
+        match signal {
+            libc::SIGINT => return "SIGINT",
+            libc::SIGTERM => return "SIGTERM",
+            _ => {}
+        }
+        if let Ok(CoreEvent::Stopped) | Err(crossbeam_channel::TryRecvError::Disconnected) =
+            events.try_recv()
+        {
+            tracing::error!("a core stopped by itself; stopping the others");
+            return "core stopped";
+        }
+    }
+}

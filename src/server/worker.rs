@@ -1,0 +1,231 @@
+//! `Worker`: everything one core owns.
+//!
+//! One `Worker` per executor, created on that executor and never shared with
+//! another thread: its interior state is `Cell`/`RefCell`, and other cores
+//! reach it only through the mesh (see [`mesh`](super::mesh)). Connections
+//! accepted by this core hold an `Rc<Worker>`.
+//!
+//! The bucket catalog: the worker of `CATALOG_SHARD` owns the authoritative
+//! copy and is the only one that changes it; a change is made durable first
+//! (`Catalog::store`), then installed on every core, and only then
+//! acknowledged to the client. So once CreateBucket has answered 200, every
+//! core knows the bucket, and a request that lands on any other core right
+//! after sees it.
+
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::mesh::{BucketChange, Mesh, Reply, Request};
+use super::metrics::CoreMetrics;
+use super::sharding::CATALOG_SHARD;
+use crate::auth::{CredentialStore, SigningKeyCache};
+use crate::config::Config;
+use crate::http::response::DateCache;
+use crate::limits;
+use crate::s3::router::RouterConfig;
+use crate::s3::xml::Owner;
+use crate::storage::catalog::{BucketInfo, Catalog};
+
+/// What every core gets from the main thread at start.
+pub struct SharedSetup {
+    pub config: Arc<Config>,
+    pub credentials: Arc<CredentialStore>,
+    pub owner: Owner,
+    pub catalog: Arc<Catalog>,
+    /// A random prefix that makes request ids unique across restarts.
+    pub request_id_prefix: u32,
+}
+
+pub struct Worker {
+    pub config: Arc<Config>,
+    pub credentials: Arc<CredentialStore>,
+    pub owner: Owner,
+    pub router: RouterConfig,
+    pub mesh: Rc<Mesh>,
+    pub metrics: RefCell<CoreMetrics>,
+    pub signing_keys: RefCell<SigningKeyCache>,
+    pub dates: RefCell<DateCache>,
+    /// This core's copy of the catalog; replaced whole by `InstallCatalog`.
+    catalog: RefCell<Arc<Catalog>>,
+    /// Serializes catalog changes on the catalog shard.
+    catalog_lock: glommio::sync::Semaphore,
+    /// Set when writing the catalog failed: this shard then refuses changes
+    /// until it restarts and re-reads the catalog (fail-stop, see STYLE.md).
+    catalog_failed: Cell<bool>,
+    data_dir: PathBuf,
+    open_connections: Cell<usize>,
+    request_id_prefix: u32,
+    request_count: Cell<u64>,
+    stopping: Cell<bool>,
+}
+
+impl Worker {
+    #[must_use]
+    pub fn new(setup: &SharedSetup, mesh: Rc<Mesh>) -> Worker {
+        Worker {
+            config: setup.config.clone(),
+            credentials: setup.credentials.clone(),
+            owner: setup.owner.clone(),
+            router: RouterConfig {
+                domains: setup.config.virtual_host_domains.clone(),
+            },
+            mesh,
+            metrics: RefCell::new(CoreMetrics::default()),
+            signing_keys: RefCell::new(SigningKeyCache::default()),
+            dates: RefCell::new(DateCache::default()),
+            catalog: RefCell::new(setup.catalog.clone()),
+            catalog_lock: glommio::sync::Semaphore::new(1),
+            catalog_failed: Cell::new(false),
+            data_dir: setup.config.data_dir.clone(),
+            open_connections: Cell::new(0),
+            request_id_prefix: setup.request_id_prefix,
+            request_count: Cell::new(0),
+            stopping: Cell::new(false),
+        }
+    }
+
+    #[must_use]
+    pub fn shard_id(&self) -> usize {
+        self.mesh.shard_id()
+    }
+
+    /// This core's current copy of the bucket catalog.
+    #[must_use]
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.borrow().clone()
+    }
+
+    /// A request id unique within this process and, thanks to the random
+    /// prefix, across restarts: 8 hex digits of prefix, 2 of core, 10 of
+    /// counter, as upper-case hex like AWS's.
+    #[must_use]
+    pub fn next_request_id(&self) -> String {
+        let count = self.request_count.get();
+        self.request_count.set(count + 1);
+        format!(
+            "{:08X}{:02X}{:010X}",
+            self.request_id_prefix,
+            self.shard_id() & 0xff,
+            count & 0xff_ffff_ffff
+        )
+    }
+
+    /// Try to take a connection slot; `false` when the core is at its limit.
+    pub fn try_open_connection(&self) -> bool {
+        let open = self.open_connections.get();
+        if open >= self.config.connections_per_core_max {
+            self.metrics.borrow_mut().connection_refused();
+            return false;
+        }
+        self.open_connections.set(open + 1);
+        self.metrics.borrow_mut().connection_opened();
+        true
+    }
+
+    pub fn close_connection(&self) {
+        self.open_connections.set(self.open_connections.get() - 1);
+        self.metrics.borrow_mut().connection_closed();
+    }
+
+    #[must_use]
+    pub fn open_connections(&self) -> usize {
+        self.open_connections.get()
+    }
+
+    pub fn begin_stop(&self) {
+        self.stopping.set(true);
+    }
+
+    #[must_use]
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// Ask the catalog shard to apply a bucket change.
+    pub async fn change_bucket(self: &Rc<Self>, request: Request) -> BucketChange {
+        match self.mesh.call(self, CATALOG_SHARD, request).await {
+            Ok(Reply::Bucket(change)) => change,
+            Ok(other) => unreachable!("bucket change answered with {other:?}"),
+            Err(_) => BucketChange::Failed,
+        }
+    }
+
+    async fn apply_bucket_change(self: &Rc<Self>, request: Request) -> BucketChange {
+        assert_eq!(self.shard_id(), CATALOG_SHARD);
+        let _permit = self
+            .catalog_lock
+            .acquire_permit(1)
+            .await
+            .expect("the catalog semaphore is never closed");
+        if self.catalog_failed.get() {
+            return BucketChange::Failed;
+        }
+        let current = self.catalog();
+        let mut next = (*current).clone();
+        let outcome = match request {
+            Request::CreateBucket {
+                name,
+                region,
+                created_ms,
+            } => {
+                if next.buckets.contains_key(&name) {
+                    return BucketChange::AlreadyOwned;
+                }
+                if next.buckets.len() >= limits::BUCKET_COUNT_MAX {
+                    return BucketChange::TooManyBuckets;
+                }
+                next.buckets.insert(name, BucketInfo { region, created_ms });
+                BucketChange::Created
+            }
+            Request::DeleteBucket { name } => {
+                if next.buckets.remove(&name).is_none() {
+                    return BucketChange::NoSuchBucket;
+                }
+                BucketChange::Deleted
+            }
+            other => unreachable!("not a bucket change: {other:?}"),
+        };
+        next.generation = current.generation + 1;
+        if let Err(error) = next.store(&self.data_dir).await {
+            tracing::error!(%error, "writing the bucket catalog failed; refusing bucket changes until restart");
+            self.catalog_failed.set(true);
+            return BucketChange::Failed;
+        }
+        let next = Arc::new(next);
+        for reply in self
+            .mesh
+            .call_all(self, || Request::InstallCatalog(next.clone()))
+            .await
+        {
+            if reply.is_err() {
+                // A core that is stopping no longer serves requests, so it
+                // cannot answer from an old catalog; the change is durable.
+                tracing::debug!("a stopping core missed a catalog update");
+            }
+        }
+        outcome
+    }
+}
+
+impl super::mesh::Handler for Worker {
+    fn handle(self: Rc<Self>, _from: usize, request: Request) -> super::mesh::LocalBoxFuture<Reply> {
+        Box::pin(async move {
+            match request {
+                Request::Ping => Reply::Done,
+                Request::Metrics => Reply::Metrics(Box::new(self.metrics.borrow().snapshot())),
+                Request::InstallCatalog(catalog) => {
+                    let newer = catalog.generation > self.catalog.borrow().generation;
+                    if newer {
+                        *self.catalog.borrow_mut() = catalog;
+                    }
+                    Reply::Done
+                }
+                request @ (Request::CreateBucket { .. } | Request::DeleteBucket { .. }) => {
+                    Reply::Bucket(self.apply_bucket_change(request).await)
+                }
+            }
+        })
+    }
+}

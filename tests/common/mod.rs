@@ -1,0 +1,1556 @@
+//! Shared fixture of the integration tests: the real `ringstore` binary on a
+//! fresh temporary directory, and the clients that talk to it.
+//!
+//! What it owns:
+//! - [`Server`]: starts the binary that cargo built for the tests
+//!   (`CARGO_BIN_EXE_ringstore`; nothing is built here) on `127.0.0.1:0`,
+//!   with a free admin port, a data directory inside a [`tempfile::TempDir`],
+//!   explicit credentials (or none, to test generation), and optional flags
+//!   and configuration lines. It waits for the `ringstore listening on`
+//!   line, and shows the server's stderr when the start fails. `stop()`
+//!   sends SIGTERM and asserts exit code 0; dropping a `Server` kills the
+//!   process and removes the directory, so no test leaks either.
+//! - [`ServerOptions::start_expecting_failure`]: runs the binary to its exit
+//!   for the start-error tests.
+//! - An AWS SDK client per server ([`Server::client`]): path style, the
+//!   server's region and endpoint, hardcoded credentials, every other
+//!   setting (checksums, retries) left at the SDK's default, because S3
+//!   clients must work unmodified.
+//! - [`RawConn`]: HTTP/1.1 over a plain `TcpStream`, for tests that must
+//!   send exact bytes (limits, timeouts, pipelining, malformed requests).
+//! - [`RawRequest`]: builds such requests, unsigned, signed with SigV4 in
+//!   the `Authorization` header, or presigned. The signer is written here
+//!   from the AWS documentation, independently of the server's own, and is
+//!   checked against AWS's published example in `tests/auth.rs`.
+//!
+//! Every blocking read has a timeout, so a server that hangs fails a test
+//! instead of hanging the suite.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use hmac::{Hmac, Mac as _};
+use sha2::{Digest as _, Sha256};
+
+/// The key pair the fixture configures unless a test asks for none. The
+/// secret holds `/` and `+`, as generated AWS secrets do.
+pub const ACCESS_KEY_ID: &str = "RSTESTKEY00000000001";
+pub const SECRET_ACCESS_KEY: &str = "tEsT/SeCrEt+kEy/0123456789abcdefghijklmn";
+
+/// Longest time a start may take before the test fails.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest time from SIGTERM to exit. The server drains in-flight requests
+/// for at most 10 s (`limits::SHUTDOWN_DRAIN_MS`); an idle server must be
+/// much faster, which the tests that care check on their own.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Read timeout of raw connections: far above any legitimate answer time.
+pub const RAW_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The line the server prints on stdout once every core accepts.
+const LISTENING_PREFIX: &str = "ringstore listening on http://";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl Keys {
+    pub fn new(access_key_id: &str, secret_access_key: &str) -> Self {
+        Self {
+            access_key_id: access_key_id.to_owned(),
+            secret_access_key: secret_access_key.to_owned(),
+        }
+    }
+
+    pub fn fixture() -> Self {
+        Self::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY)
+    }
+}
+
+/// How to start a server. Every field has the fixture's default.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    cores: Option<usize>,
+    region: Option<String>,
+    /// `None`: no credentials in the environment, so the server generates a
+    /// pair on its first start and reuses it later.
+    keys: Option<Keys>,
+    /// Lines of the TOML file passed with `--config` (no file when empty).
+    config_lines: Vec<String>,
+    /// `None`: `127.0.0.1:0`.
+    listen: Option<SocketAddr>,
+    /// `None`: a free port found just before the start.
+    admin_listen: Option<SocketAddr>,
+    /// `None`: `<tempdir>/data`.
+    data_dir: Option<PathBuf>,
+    extra_args: Vec<String>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            cores: None,
+            region: None,
+            keys: Some(Keys::fixture()),
+            config_lines: Vec::new(),
+            listen: None,
+            admin_listen: None,
+            data_dir: None,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+impl ServerOptions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    #[must_use]
+    pub fn cores(mut self, cores: usize) -> Self {
+        self.cores = Some(cores);
+        self
+    }
+
+    #[must_use]
+    pub fn region(mut self, region: &str) -> Self {
+        self.region = Some(region.to_owned());
+        self
+    }
+
+    #[must_use]
+    pub fn keys(mut self, keys: Keys) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// Start without configured credentials (generated on the first start).
+    #[must_use]
+    pub fn no_keys(mut self) -> Self {
+        self.keys = None;
+        self
+    }
+
+    /// One line of the `--config` TOML file, e.g. `head_timeout_ms = 500`.
+    #[must_use]
+    pub fn config(mut self, line: &str) -> Self {
+        self.config_lines.push(line.to_owned());
+        self
+    }
+
+    #[must_use]
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
+    }
+
+    #[must_use]
+    pub fn admin_listen(mut self, addr: SocketAddr) -> Self {
+        self.admin_listen = Some(addr);
+        self
+    }
+
+    /// Use this data directory instead of `<tempdir>/data`.
+    #[must_use]
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_owned());
+        self
+    }
+
+    #[must_use]
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.extra_args.push(arg.to_owned());
+        self
+    }
+
+    pub fn region_name(&self) -> &str {
+        self.region.as_deref().unwrap_or("us-east-1")
+    }
+
+    /// Start a server; panics (with the server's stderr) if it does not.
+    pub fn start(self) -> Server {
+        let mut server = Server::stopped(self);
+        let options = server.options.clone();
+        if let Err(exited) = server.launch(&options) {
+            panic!("ringstore did not start: {exited}");
+        }
+        server
+    }
+
+    /// Run the binary until it exits, for tests of start errors; panics if
+    /// it starts serving instead (and stops it).
+    pub fn start_expecting_failure(self) -> Exited {
+        let mut server = Server::stopped(self);
+        let options = server.options.clone();
+        match server.launch(&options) {
+            Ok(()) => panic!(
+                "ringstore started on {} although it should have refused to",
+                server.addr
+            ),
+            Err(exited) => exited,
+        }
+    }
+}
+
+/// A server process that ended during its start.
+#[derive(Debug)]
+pub struct Exited {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for Exited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exited with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Exited {
+    /// Asserts the start-error contract: non-zero exit, exactly one stderr
+    /// line starting with `ringstore: `, and no panic or backtrace. Returns
+    /// that line.
+    pub fn assert_clean_start_error(&self) -> String {
+        assert!(
+            !self.status.success(),
+            "a failed start must exit non-zero: {self}"
+        );
+        assert!(
+            self.status.code().is_some(),
+            "a failed start must exit, not die of a signal: {self}"
+        );
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|line| line.starts_with("ringstore: "))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected exactly one `ringstore: ` line on stderr: {self}"
+        );
+        for marker in ["panicked", "stack backtrace", "RUST_BACKTRACE"] {
+            assert!(
+                !self.stderr.contains(marker),
+                "a start error must not panic ({marker:?} on stderr): {self}"
+            );
+        }
+        lines[0].to_owned()
+    }
+}
+
+/// The running process and the threads draining its output.
+struct Process {
+    child: Child,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// A running `ringstore` on a temporary directory.
+pub struct Server {
+    options: ServerOptions,
+    root: tempfile::TempDir,
+    process: Option<Process>,
+    /// The credentials the server accepts (configured or generated).
+    pub keys: Keys,
+    /// The S3 listener's actual address.
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    /// stdout of the current process up to and including the listening line.
+    pub stdout_lines: Vec<String>,
+    /// stderr of the current (or last) process, as it arrives.
+    stderr: Arc<Mutex<String>>,
+    /// Every stdout line of the current (or last) process.
+    stdout: Arc<Mutex<Vec<String>>>,
+    start_count: usize,
+}
+
+impl Server {
+    /// A server that has not started yet, on a new temporary directory.
+    fn stopped(options: ServerOptions) -> Server {
+        let root = tempfile::Builder::new()
+            .prefix("ringstore-test-")
+            .tempdir()
+            .expect("create a temporary directory");
+        Server {
+            options,
+            root,
+            process: None,
+            keys: Keys::fixture(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            stdout_lines: Vec::new(),
+            stderr: Arc::default(),
+            stdout: Arc::default(),
+            start_count: 0,
+        }
+    }
+
+    /// A server with every default of the fixture.
+    pub fn start() -> Server {
+        ServerOptions::new().start()
+    }
+
+    pub fn options(&self) -> &ServerOptions {
+        &self.options
+    }
+
+    pub fn region(&self) -> &str {
+        self.options.region_name()
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr)
+    }
+
+    /// The temporary directory holding the data directory and the config.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| self.root.path().join("data"))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.as_ref().expect("server is running").child.id()
+    }
+
+    /// stderr of the current (or last) process so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Every stdout line of the current (or last) process so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
+    }
+
+    /// Spawn the binary and wait for its listening line.
+    fn launch(&mut self, options: &ServerOptions) -> Result<(), Exited> {
+        assert!(self.process.is_none(), "the server is already running");
+        self.start_count += 1;
+        let data_dir = options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| self.root.path().join("data"));
+        let listen = options
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let admin_listen = options.admin_listen.unwrap_or_else(free_local_addr);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringstore"));
+        command
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--listen")
+            .arg(listen.to_string())
+            .arg("--admin-listen")
+            .arg(admin_listen.to_string());
+        if let Some(cores) = options.cores {
+            command.arg("--cores").arg(cores.to_string());
+        }
+        if let Some(region) = &options.region {
+            command.arg("--region").arg(region);
+        }
+        if !options.config_lines.is_empty() {
+            let path = self
+                .root
+                .path()
+                .join(format!("ringstore-{}.toml", self.start_count));
+            std::fs::write(&path, options.config_lines.join("\n") + "\n")
+                .expect("write the config file");
+            command.arg("--config").arg(path);
+        }
+        command.args(&options.extra_args);
+        command
+            .env_remove("RINGSTORE_ACCESS_KEY_ID")
+            .env_remove("RINGSTORE_SECRET_ACCESS_KEY")
+            .env_remove("RUST_LOG");
+        if let Some(keys) = &options.keys {
+            command
+                .env("RINGSTORE_ACCESS_KEY_ID", &keys.access_key_id)
+                .env("RINGSTORE_SECRET_ACCESS_KEY", &keys.secret_access_key);
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn the ringstore binary");
+
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let (lines_sender, lines) = mpsc::channel::<String>();
+        let stdout_reader = {
+            let pipe = child.stdout.take().expect("stdout is piped");
+            let stdout = stdout.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    stdout.lock().unwrap().push(line.clone());
+                    let _ = lines_sender.send(line);
+                }
+            })
+        };
+        let stderr_reader = {
+            let mut pipe = child.stderr.take().expect("stderr is piped");
+            let stderr = stderr.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0_u8; 4096];
+                loop {
+                    match pipe.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => stderr
+                            .lock()
+                            .unwrap()
+                            .push_str(&String::from_utf8_lossy(&chunk[..n])),
+                    }
+                }
+            })
+        };
+        self.stderr = stderr;
+        self.stdout = stdout;
+        let mut process = Process {
+            child,
+            readers: vec![stdout_reader, stderr_reader],
+        };
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut seen = Vec::new();
+        let listening = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.strip_prefix(LISTENING_PREFIX).map(|addr| {
+                        addr.trim().parse::<SocketAddr>().unwrap_or_else(|error| {
+                            panic!("unparsable listening line {line:?}: {error}")
+                        })
+                    });
+                    seen.push(line);
+                    if let Some(addr) = found {
+                        break addr;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // stdout closed: the process is exiting.
+                    let status = wait_with_timeout(&mut process.child, STOP_TIMEOUT)
+                        .unwrap_or_else(|| {
+                            let _ = process.child.kill();
+                            process.child.wait().expect("wait for ringstore")
+                        });
+                    for reader in process.readers.drain(..) {
+                        let _ = reader.join();
+                    }
+                    let stderr = self.stderr();
+                    return Err(Exited {
+                        status,
+                        stdout: seen.join("\n"),
+                        stderr,
+                    });
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = process.child.kill();
+                    let _ = process.child.wait();
+                    let stderr = self.stderr();
+                    panic!(
+                        "ringstore printed no listening line within {START_TIMEOUT:?}\n\
+                         --- stdout ---\n{}\n--- stderr ---\n{stderr}",
+                        seen.join("\n")
+                    );
+                }
+            }
+        };
+        assert_eq!(
+            listening.ip(),
+            listen.ip(),
+            "the listening line must name the address we asked for"
+        );
+        if listen.port() != 0 {
+            assert_eq!(listening.port(), listen.port());
+        } else {
+            assert_ne!(listening.port(), 0, "the listening line must show the real port");
+        }
+        self.addr = listening;
+        self.admin_addr = admin_listen;
+        self.stdout_lines = seen;
+        self.keys = match &options.keys {
+            Some(keys) => keys.clone(),
+            None => read_stored_keys(&data_dir),
+        };
+        self.options = options.clone();
+        self.process = Some(process);
+        Ok(())
+    }
+
+    /// Send `signal` to the server process.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.pid()).expect("pid fits pid_t");
+        // SAFETY: kill() only sends a signal to our own child process.
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(result, 0, "kill({pid}, {signal}) failed");
+    }
+
+    /// Wait for the process to exit; `None` if it is still running after
+    /// `timeout`. The process is reaped and forgotten once it has exited.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let process = self.process.as_mut().expect("server is running");
+        let status = wait_with_timeout(&mut process.child, timeout)?;
+        let process = self.process.take().expect("server is running");
+        for reader in process.readers {
+            let _ = reader.join();
+        }
+        Some(status)
+    }
+
+    /// SIGTERM, then assert a clean exit (code 0) within [`STOP_TIMEOUT`].
+    /// Returns the process's stderr.
+    pub fn stop(&mut self) -> String {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Like [`Server::stop`] with another signal (SIGINT).
+    pub fn stop_with(&mut self, signal: libc::c_int) -> String {
+        self.signal(signal);
+        let Some(status) = self.wait_exit(STOP_TIMEOUT) else {
+            panic!(
+                "ringstore did not exit within {STOP_TIMEOUT:?} of signal {signal}\n{}",
+                self.stderr()
+            );
+        };
+        let output = self.stderr();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "ringstore must exit 0 on signal {signal}, got {status}\n--- stderr ---\n{output}"
+        );
+        output
+    }
+
+    /// Stop (asserting a clean exit) and start again with the same options
+    /// on the same data directory. The S3 port may change.
+    pub fn restart(&mut self) {
+        self.stop();
+        let options = self.options.clone();
+        if let Err(exited) = self.launch(&options) {
+            panic!("ringstore did not restart: {exited}");
+        }
+    }
+
+    /// Start a stopped server again with other options on the same
+    /// temporary directory; `Err` when the process exits during its start.
+    pub fn start_again(&mut self, options: ServerOptions) -> Result<(), Exited> {
+        self.launch(&options)
+    }
+
+    /// An SDK client with the server's credentials and region.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        self.client_with(&self.keys, self.region())
+    }
+
+    /// An SDK client with other credentials or another region.
+    pub fn client_with(&self, keys: &Keys, region: &str) -> aws_sdk_s3::Client {
+        let credentials = aws_sdk_s3::config::Credentials::from_keys(
+            &keys.access_key_id,
+            &keys.secret_access_key,
+            None,
+        );
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(region.to_owned()))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(credentials)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// A raw connection to the S3 listener.
+    pub fn connect(&self) -> RawConn {
+        RawConn::connect(self.addr)
+    }
+
+    /// A request to this server, with `Host: 127.0.0.1:PORT`.
+    pub fn request(&self, method: &str, target: &str) -> RawRequest {
+        RawRequest::new(method, target).host(&self.addr.to_string())
+    }
+
+    /// `request` signed with the server's credentials and region.
+    pub fn sign(&self, request: &RawRequest) -> Vec<u8> {
+        request.sign(&self.keys, self.region())
+    }
+
+    /// One request on a fresh connection; returns the response.
+    pub fn send(&self, bytes: &[u8]) -> RawResponse {
+        let mut conn = self.connect();
+        conn.send(bytes);
+        conn.response_for(bytes)
+    }
+
+    /// Sign `request` with the server's keys, send it on a fresh connection.
+    pub fn send_signed(&self, request: &RawRequest) -> RawResponse {
+        self.send(&self.sign(request))
+    }
+
+    /// GET `path` from the admin listener.
+    pub fn admin_get(&self, path: &str) -> RawResponse {
+        let mut conn = RawConn::connect(self.admin_addr);
+        conn.send(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                self.admin_addr
+            )
+            .as_bytes(),
+        );
+        conn.response()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.child.kill();
+            let _ = process.child.wait();
+            for reader in process.readers {
+                let _ = reader.join();
+            }
+        }
+    }
+}
+
+/// Poll `child` until it exits or `timeout` passes.
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait on ringstore") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A loopback address whose port was free a moment ago (bound, then
+/// released). Used for the admin listener, whose bound port the server only
+/// logs.
+pub fn free_local_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address")
+}
+
+/// The key pair in `<data-dir>/credentials.toml`.
+pub fn read_stored_keys(data_dir: &Path) -> Keys {
+    let path = data_dir.join("credentials.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+    let table: toml::Table = toml::from_str(&text)
+        .unwrap_or_else(|error| panic!("{} is not TOML: {error}\n{text}", path.display()));
+    let field = |name: &str| {
+        table
+            .get(name)
+            .and_then(toml::Value::as_str)
+            .unwrap_or_else(|| panic!("{} has no string {name}:\n{text}", path.display()))
+            .to_owned()
+    };
+    Keys::new(&field("access_key_id"), &field("secret_access_key"))
+}
+
+/// The number of cores the server uses by default.
+pub fn online_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+// ---------------------------------------------------------------------------
+// SDK error helpers
+// ---------------------------------------------------------------------------
+
+/// What an S3 error looked like through the SDK.
+#[derive(Debug)]
+pub struct SdkFailure {
+    pub status: u16,
+    /// `<Code>`, or the SDK's stand-in for bodiless responses (`NotFound`
+    /// for a HEAD 404).
+    pub code: Option<String>,
+    pub request_id: Option<String>,
+    pub body: String,
+}
+
+/// The HTTP status, S3 code and request id of a failed SDK call; panics if
+/// the call failed without a response (a connection or build error).
+pub fn sdk_failure<E>(error: &SdkError<E, HttpResponse>) -> SdkFailure
+where
+    E: ProvideErrorMetadata + std::fmt::Debug,
+{
+    let Some(response) = error.raw_response() else {
+        panic!("the request got no HTTP response: {error:?}");
+    };
+    SdkFailure {
+        status: response.status().as_u16(),
+        code: error.code().map(str::to_owned),
+        request_id: response.headers().get("x-amz-request-id").map(str::to_owned),
+        body: response
+            .body()
+            .bytes()
+            .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+            .unwrap_or_default(),
+    }
+}
+
+/// Unwrap the error of an SDK call that must fail, with status and code.
+#[track_caller]
+pub fn expect_sdk_error<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+    status: u16,
+    code: &str,
+) -> SdkFailure
+where
+    T: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::fmt::Debug,
+{
+    let error = match result {
+        Ok(output) => panic!("expected {status} {code}, the call succeeded: {output:?}"),
+        Err(error) => error,
+    };
+    let failure = sdk_failure(&error);
+    assert_eq!(
+        (failure.status, failure.code.as_deref()),
+        (status, Some(code)),
+        "unexpected error: {failure:?}"
+    );
+    let request_id = failure.request_id.as_deref().unwrap_or("");
+    assert!(!request_id.is_empty(), "every response needs x-amz-request-id: {failure:?}");
+    failure
+}
+
+// ---------------------------------------------------------------------------
+// Raw HTTP
+// ---------------------------------------------------------------------------
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// The first header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(field, _)| field.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The text of the first `<name>...</name>` element of the body.
+    pub fn xml_element(&self, name: &str) -> Option<String> {
+        xml_element(&self.text(), name)
+    }
+
+    pub fn request_id(&self) -> &str {
+        self.header("x-amz-request-id")
+            .unwrap_or_else(|| panic!("response without x-amz-request-id: {self:?}"))
+    }
+
+    /// Asserts an S3 error document with this status and code, whose
+    /// `<RequestId>` is the `x-amz-request-id` header. Returns the body.
+    #[track_caller]
+    pub fn assert_s3_error(&self, status: u16, code: &str) -> String {
+        let text = self.text();
+        assert_eq!(
+            (self.status, self.xml_element("Code").as_deref()),
+            (status, Some(code)),
+            "unexpected response: {} {:?}\n{text}",
+            self.status,
+            self.headers
+        );
+        let request_id = self.request_id().to_owned();
+        assert!(!request_id.is_empty(), "empty x-amz-request-id");
+        assert!(
+            self.header("content-type")
+                .is_some_and(|value| value.contains("xml")),
+            "an S3 error is XML: {:?}",
+            self.headers
+        );
+        assert!(text.contains("<Error>"), "no <Error> element: {text}");
+        assert!(text.trim_end().ends_with("</Error>"), "<Error> is not the document: {text}");
+        assert!(self.xml_element("Message").is_some(), "no <Message>: {text}");
+        assert!(
+            text.contains("<Resource>") || text.contains("<Resource/>"),
+            "no <Resource>: {text}"
+        );
+        assert_eq!(
+            self.xml_element("RequestId").as_deref(),
+            Some(request_id.as_str()),
+            "<RequestId> must match x-amz-request-id: {text}"
+        );
+        text
+    }
+
+    /// Whether the server announced that it closes the connection.
+    pub fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|value| value.eq_ignore_ascii_case("close"))
+    }
+}
+
+pub fn xml_element(text: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let start = text.find(&open)? + open.len();
+    let end = start + text[start..].find(&close)?;
+    Some(text[start..end].to_owned())
+}
+
+/// Every `<name>...</name>` element text, in order.
+pub fn xml_elements(text: &str, name: &str) -> Vec<String> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(&open) {
+        let after = &rest[start + open.len()..];
+        let Some(end) = after.find(&close) else { break };
+        found.push(after[..end].to_owned());
+        rest = &after[end + close.len()..];
+    }
+    found
+}
+
+/// One client connection speaking HTTP/1.1 byte by byte.
+pub struct RawConn {
+    /// `None` for a parser over bytes that were already received.
+    stream: Option<TcpStream>,
+    /// Bytes read but not yet consumed (the start of the next response).
+    buf: Vec<u8>,
+}
+
+/// How a connection ended when a test waited for it to close.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Closed {
+    /// The server closed (FIN or RST).
+    Closed,
+    /// Nothing happened within the wait: the connection is still open.
+    StillOpen,
+}
+
+impl RawConn {
+    pub fn connect(addr: SocketAddr) -> RawConn {
+        let stream = TcpStream::connect_timeout(&addr, RAW_READ_TIMEOUT)
+            .unwrap_or_else(|error| panic!("connect to {addr}: {error}"));
+        stream.set_nodelay(true).expect("set TCP_NODELAY");
+        stream
+            .set_read_timeout(Some(RAW_READ_TIMEOUT))
+            .expect("set read timeout");
+        stream
+            .set_write_timeout(Some(RAW_READ_TIMEOUT))
+            .expect("set write timeout");
+        RawConn {
+            stream: Some(stream),
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn stream(&mut self) -> &mut TcpStream {
+        self.stream.as_mut().expect("a connected RawConn")
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream().write_all(bytes).expect("send to ringstore");
+    }
+
+    /// Send, but tolerate a server that already closed (for requests the
+    /// server may refuse before it has read them all).
+    pub fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream().write_all(bytes)
+    }
+
+    /// Read one response to a request that was not a HEAD.
+    #[track_caller]
+    pub fn response(&mut self) -> RawResponse {
+        self.try_response(false)
+            .unwrap_or_else(|error| panic!("reading a response failed: {error}"))
+    }
+
+    /// Read one response to a HEAD request (no body, whatever the
+    /// Content-Length says).
+    #[track_caller]
+    pub fn head_response(&mut self) -> RawResponse {
+        self.try_response(true)
+            .unwrap_or_else(|error| panic!("reading a response failed: {error}"))
+    }
+
+    /// Read the response to `request` (a HEAD if it starts with `HEAD `).
+    #[track_caller]
+    pub fn response_for(&mut self, request: &[u8]) -> RawResponse {
+        if request.starts_with(b"HEAD ") {
+            self.head_response()
+        } else {
+            self.response()
+        }
+    }
+
+    /// Read one response (an interim 1xx is returned as it is).
+    pub fn try_response(&mut self, to_head: bool) -> std::io::Result<RawResponse> {
+        let head_end = loop {
+            if let Some(position) = find(&self.buf, b"\r\n\r\n") {
+                break position + 4;
+            }
+            if !self.fill()? {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "connection closed before a complete response head; got {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    ),
+                ));
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+        self.buf.drain(..head_end);
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let mut parts = status_line.splitn(3, ' ');
+        let version = parts.next().unwrap_or_default();
+        assert!(
+            version == "HTTP/1.1" || version == "HTTP/1.0",
+            "bad status line {status_line:?}"
+        );
+        let status: u16 = parts
+            .next()
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let headers: Vec<(String, String)> = lines
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                let (name, value) = line
+                    .split_once(':')
+                    .unwrap_or_else(|| panic!("bad header line {line:?}"));
+                (name.trim().to_owned(), value.trim().to_owned())
+            })
+            .collect();
+        let mut response = RawResponse {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if (100..200).contains(&status) || status == 204 || status == 304 || to_head {
+            return Ok(response);
+        }
+        if response
+            .header("transfer-encoding")
+            .is_some_and(|value| value.to_ascii_lowercase().contains("chunked"))
+        {
+            response.body = self.read_chunked()?;
+            return Ok(response);
+        }
+        match response.header("content-length") {
+            Some(length) => {
+                let length: usize = length
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad Content-Length {length:?}"));
+                while self.buf.len() < length {
+                    if !self.fill()? {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "connection closed inside a response body",
+                        ));
+                    }
+                }
+                response.body = self.buf.drain(..length).collect();
+            }
+            None => {
+                // No framing: the body runs to the end of the connection.
+                while self.fill()? {}
+                response.body = std::mem::take(&mut self.buf);
+            }
+        }
+        Ok(response)
+    }
+
+    fn read_chunked(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(position) = find(&self.buf, b"\r\n") {
+                    break position;
+                }
+                if !self.fill()? {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            };
+            let line = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+            self.buf.drain(..line_end + 2);
+            let size_text = line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size_text, 16)
+                .unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
+            if size == 0 {
+                // Trailers up to the empty line.
+                loop {
+                    let end = loop {
+                        if let Some(position) = find(&self.buf, b"\r\n") {
+                            break position;
+                        }
+                        if !self.fill()? {
+                            return Err(std::io::ErrorKind::UnexpectedEof.into());
+                        }
+                    };
+                    self.buf.drain(..end + 2);
+                    if end == 0 {
+                        return Ok(body);
+                    }
+                }
+            }
+            while self.buf.len() < size + 2 {
+                if !self.fill()? {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            body.extend(self.buf.drain(..size));
+            self.buf.drain(..2);
+        }
+    }
+
+    /// Read more bytes; `false` at end of stream.
+    fn fill(&mut self) -> std::io::Result<bool> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(false);
+        };
+        let mut chunk = [0_u8; 16 * 1024];
+        let n = stream.read(&mut chunk)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n > 0)
+    }
+
+    /// Read until the server closes the connection or `within` passes.
+    /// Returns every byte that arrived before the close, or `None` when the
+    /// connection is still open at the deadline (bytes that arrived stay
+    /// buffered for [`RawConn::response`]).
+    pub fn read_until_closed(&mut self, within: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + within;
+        let mut chunk = [0_u8; 4096];
+        let outcome = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break None;
+            }
+            self.stream()
+                .set_read_timeout(Some(left))
+                .expect("set read timeout");
+            match self.stream().read(&mut chunk) {
+                Ok(0) => break Some(std::mem::take(&mut self.buf)),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break None;
+                }
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    break Some(std::mem::take(&mut self.buf));
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => panic!("reading from the connection failed: {error}"),
+            }
+        };
+        self.stream()
+            .set_read_timeout(Some(RAW_READ_TIMEOUT))
+            .expect("set read timeout");
+        outcome
+    }
+
+    /// Wait up to `within` for the server to close the connection. Any byte
+    /// that arrives instead is a test failure (it would be an unexpected
+    /// response).
+    #[track_caller]
+    pub fn wait_closed(&mut self, within: Duration) -> Closed {
+        assert!(
+            self.buf.is_empty(),
+            "unread bytes before the close: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
+        let outcome = self.read_until_closed(within);
+        assert!(
+            self.buf.is_empty(),
+            "expected the connection to close, got bytes: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
+        match outcome {
+            None => Closed::StillOpen,
+            Some(bytes) if bytes.is_empty() => Closed::Closed,
+            Some(bytes) => panic!(
+                "expected the connection to close, got bytes: {:?}",
+                String::from_utf8_lossy(&bytes)
+            ),
+        }
+    }
+
+    /// Asserts the server closes the connection within `within`.
+    #[track_caller]
+    pub fn assert_closed(&mut self, within: Duration) {
+        assert_eq!(
+            self.wait_closed(within),
+            Closed::Closed,
+            "the server must close the connection within {within:?}"
+        );
+    }
+}
+
+/// Parse one complete response out of `bytes` (what arrived before a close).
+pub fn parse_response(bytes: &[u8], to_head: bool) -> RawResponse {
+    let mut parser = RawConn {
+        stream: None,
+        buf: bytes.to_vec(),
+    };
+    parser.try_response(to_head).unwrap_or_else(|error| {
+        panic!("cannot parse {:?}: {error}", String::from_utf8_lossy(bytes))
+    })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+// ---------------------------------------------------------------------------
+// SigV4, written from the AWS documentation
+// ---------------------------------------------------------------------------
+
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+pub const STREAMING_PAYLOAD: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// `(YYYYMMDDTHHMMSSZ, YYYYMMDD)` of a UTC time.
+pub fn amz_date(time: SystemTime) -> (String, String) {
+    let seconds = time
+        .duration_since(UNIX_EPOCH)
+        .expect("time after 1970")
+        .as_secs();
+    let days = i64::try_from(seconds / 86_400).expect("days fit i64");
+    let second_of_day = seconds % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let date = format!("{year:04}{month:02}{day:02}");
+    let stamp = format!(
+        "{date}T{:02}{:02}{:02}Z",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60
+    );
+    (stamp, date)
+}
+
+pub fn signing_key(secret: &str, date: &str, region: &str) -> Vec<u8> {
+    let k_date = hmac_sha256(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+    let k_region = hmac_sha256(&k_date, region.as_bytes());
+    let k_service = hmac_sha256(&k_region, b"s3");
+    hmac_sha256(&k_service, b"aws4_request")
+}
+
+/// The canonical query string of an already percent-encoded query: pairs
+/// sorted by name then value, a valueless parameter as `name=`.
+pub fn canonical_query(query: &str) -> String {
+    let mut pairs: Vec<(&str, &str)> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .collect();
+    pairs.sort_unstable();
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Percent-encode as SigV4 asks (unreserved characters kept).
+pub fn uri_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The pieces of one SigV4 computation, for tests that check them.
+#[derive(Debug, Clone)]
+pub struct Signature {
+    pub canonical_request: String,
+    pub string_to_sign: String,
+    pub signature: String,
+    pub signed_headers: String,
+    pub scope: String,
+}
+
+/// SigV4 over explicit parts. `headers` are the signed headers as
+/// (name, value) pairs.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_parts(
+    keys: &Keys,
+    region: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    payload_hash: &str,
+    time: SystemTime,
+) -> Signature {
+    let (stamp, date) = amz_date(time);
+    let mut sorted: Vec<(String, String)> = headers
+        .iter()
+        .map(|(name, value)| {
+            let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
+            (name.to_ascii_lowercase(), value)
+        })
+        .collect();
+    sorted.sort();
+    let canonical_headers: String = sorted
+        .iter()
+        .map(|(name, value)| format!("{name}:{value}\n"))
+        .collect();
+    let signed_headers = sorted
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect::<Vec<_>>()
+        .join(";");
+    let canonical_request = format!(
+        "{method}\n{path}\n{}\n{canonical_headers}\n{signed_headers}\n{payload_hash}",
+        canonical_query(query)
+    );
+    let scope = format!("{date}/{region}/s3/aws4_request");
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}",
+        sha256_hex(canonical_request.as_bytes())
+    );
+    let key = signing_key(&keys.secret_access_key, &date, region);
+    let signature = hex::encode(hmac_sha256(&key, string_to_sign.as_bytes()));
+    Signature {
+        canonical_request,
+        string_to_sign,
+        signature,
+        signed_headers,
+        scope,
+    }
+}
+
+/// Signature of one aws-chunked chunk (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`).
+pub fn chunk_signature(
+    keys: &Keys,
+    region: &str,
+    time: SystemTime,
+    previous_signature: &str,
+    chunk: &[u8],
+) -> String {
+    let (stamp, date) = amz_date(time);
+    let scope = format!("{date}/{region}/s3/aws4_request");
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256-PAYLOAD\n{stamp}\n{scope}\n{previous_signature}\n{EMPTY_SHA256}\n{}",
+        sha256_hex(chunk)
+    );
+    let key = signing_key(&keys.secret_access_key, &date, region);
+    hex::encode(hmac_sha256(&key, string_to_sign.as_bytes()))
+}
+
+/// An HTTP request to build byte by byte, then send unsigned, signed or
+/// presigned.
+#[derive(Debug, Clone)]
+pub struct RawRequest {
+    pub method: String,
+    /// The path as sent (already percent-encoded).
+    pub path: String,
+    /// The query as sent, without `?` (already percent-encoded).
+    pub query: String,
+    pub host: String,
+    /// Headers sent and signed (every `x-amz-*` must be signed).
+    pub signed_headers: Vec<(String, String)>,
+    /// Headers sent but not signed.
+    pub unsigned_headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Send `Content-Length` (always when the body is not empty).
+    pub content_length: Option<usize>,
+    pub time: SystemTime,
+    /// The `x-amz-content-sha256` value; `None`: the body's SHA-256.
+    pub content_sha256: Option<String>,
+}
+
+impl RawRequest {
+    /// `target` is the request-target: a path with an optional `?query`.
+    pub fn new(method: &str, target: &str) -> RawRequest {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        RawRequest {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            query: query.to_owned(),
+            host: "localhost".to_owned(),
+            signed_headers: Vec::new(),
+            unsigned_headers: Vec::new(),
+            body: Vec::new(),
+            content_length: None,
+            time: SystemTime::now(),
+            content_sha256: None,
+        }
+    }
+
+    #[must_use]
+    pub fn host(mut self, host: &str) -> Self {
+        self.host = host.to_owned();
+        self
+    }
+
+    /// A header that is sent and signed.
+    #[must_use]
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.signed_headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// A header that is sent but not signed.
+    #[must_use]
+    pub fn unsigned_header(mut self, name: &str, value: &str) -> Self {
+        self.unsigned_headers
+            .push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    #[must_use]
+    pub fn body(mut self, body: &[u8]) -> Self {
+        self.body = body.to_vec();
+        self
+    }
+
+    /// Declare this Content-Length whatever the body is (for requests whose
+    /// body is sent later, or never).
+    #[must_use]
+    pub fn content_length(mut self, length: usize) -> Self {
+        self.content_length = Some(length);
+        self
+    }
+
+    #[must_use]
+    pub fn time(mut self, time: SystemTime) -> Self {
+        self.time = time;
+        self
+    }
+
+    #[must_use]
+    pub fn content_sha256(mut self, value: &str) -> Self {
+        self.content_sha256 = Some(value.to_owned());
+        self
+    }
+
+    pub fn target(&self) -> String {
+        if self.query.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}?{}", self.path, self.query)
+        }
+    }
+
+    fn length_header(&self) -> Option<(String, String)> {
+        let length = self
+            .content_length
+            .or((!self.body.is_empty()).then_some(self.body.len()))?;
+        Some(("Content-Length".to_owned(), length.to_string()))
+    }
+
+    /// Head and body with exactly these headers after `Host`.
+    fn encode(&self, target: &str, headers: &[(String, String)]) -> Vec<u8> {
+        let mut out = format!("{} {target} HTTP/1.1\r\nHost: {}\r\n", self.method, self.host);
+        for (name, value) in headers {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+
+    /// The request without any authentication.
+    pub fn unsigned(&self) -> Vec<u8> {
+        let mut headers = self.signed_headers.clone();
+        headers.extend(self.unsigned_headers.iter().cloned());
+        headers.extend(self.length_header());
+        self.encode(&self.target(), &headers)
+    }
+
+    /// The signature this request gets in the `Authorization` form.
+    pub fn signature(&self, keys: &Keys, region: &str) -> (Signature, Vec<(String, String)>) {
+        let payload_hash = self
+            .content_sha256
+            .clone()
+            .unwrap_or_else(|| sha256_hex(&self.body));
+        let (stamp, _) = amz_date(self.time);
+        let mut signed = vec![
+            ("host".to_owned(), self.host.clone()),
+            ("x-amz-date".to_owned(), stamp),
+            ("x-amz-content-sha256".to_owned(), payload_hash.clone()),
+        ];
+        signed.extend(self.signed_headers.iter().cloned());
+        let signature = sign_parts(
+            keys,
+            region,
+            &self.method,
+            &self.path,
+            &self.query,
+            &signed,
+            &payload_hash,
+            self.time,
+        );
+        (signature, signed)
+    }
+
+    /// The request signed in the `Authorization` header.
+    pub fn sign(&self, keys: &Keys, region: &str) -> Vec<u8> {
+        let (signature, signed) = self.signature(keys, region);
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential={}/{}, SignedHeaders={}, Signature={}",
+            keys.access_key_id, signature.scope, signature.signed_headers, signature.signature
+        );
+        let mut headers: Vec<(String, String)> = signed.into_iter().skip(1).collect();
+        headers.push(("Authorization".to_owned(), authorization));
+        headers.extend(self.unsigned_headers.iter().cloned());
+        headers.extend(self.length_header());
+        self.encode(&self.target(), &headers)
+    }
+
+    /// The presigned form: `X-Amz-*` query parameters, payload
+    /// `UNSIGNED-PAYLOAD`, valid for `expires_seconds` from `self.time`.
+    pub fn presign(&self, keys: &Keys, region: &str, expires_seconds: u64) -> Vec<u8> {
+        let target = self.presigned_target(keys, region, expires_seconds);
+        let mut headers = self.signed_headers.clone();
+        headers.extend(self.unsigned_headers.iter().cloned());
+        headers.extend(self.length_header());
+        self.encode(&target, &headers)
+    }
+
+    /// Only the presigned request-target (path and query).
+    pub fn presigned_target(&self, keys: &Keys, region: &str, expires_seconds: u64) -> String {
+        let (stamp, date) = amz_date(self.time);
+        let scope = format!("{date}/{region}/s3/aws4_request");
+        let mut signed = vec![("host".to_owned(), self.host.clone())];
+        signed.extend(self.signed_headers.iter().cloned());
+        let mut names: Vec<String> = signed
+            .iter()
+            .map(|(name, _)| name.to_ascii_lowercase())
+            .collect();
+        names.sort();
+        let mut query = format!(
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={}&X-Amz-Date={stamp}\
+             &X-Amz-Expires={expires_seconds}&X-Amz-SignedHeaders={}",
+            uri_encode(&format!("{}/{scope}", keys.access_key_id)),
+            uri_encode(&names.join(";")),
+        );
+        if !self.query.is_empty() {
+            query = format!("{}&{query}", self.query);
+        }
+        let signature = sign_parts(
+            keys,
+            region,
+            &self.method,
+            &self.path,
+            &query,
+            &signed,
+            UNSIGNED_PAYLOAD,
+            self.time,
+        );
+        format!(
+            "{}?{query}&X-Amz-Signature={}",
+            self.path, signature.signature
+        )
+    }
+}
+
+/// A `PUT /bucket` with a CreateBucketConfiguration body, or an empty one.
+pub fn create_bucket_configuration(location_constraint: Option<&str>) -> String {
+    let constraint = location_constraint
+        .map(|region| format!("<LocationConstraint>{region}</LocationConstraint>"))
+        .unwrap_or_default();
+    format!(
+        "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+         {constraint}</CreateBucketConfiguration>"
+    )
+}
+
+/// Run an async test body on a fresh multi-threaded runtime. Used by tests
+/// that mix blocking raw sockets with SDK calls.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("build a tokio runtime")
+        .block_on(future)
+}
+
+/// Poll `check` until it returns `Some` or `timeout` passes.
+pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,283 @@
+//! The process: credentials at first start, start errors, signals, and the
+//! admin listener (health and metrics).
+
+mod common;
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
+use std::time::{Duration, Instant};
+
+use common::{Keys, Server, ServerOptions, online_cores};
+
+/// Goal: with no credentials configured, the first start generates a pair,
+/// prints it, and stores it in `<data-dir>/credentials.toml` readable by
+/// the owner only; a restart reuses the same pair and leaves the file as it
+/// was.
+#[tokio::test]
+async fn generated_credentials_are_printed_stored_privately_and_reused() {
+    let mut server = ServerOptions::new().no_keys().start();
+    let path = server.data_dir().join("credentials.toml");
+    let keys = common::read_stored_keys(&server.data_dir());
+    assert_eq!(server.keys, keys);
+    for value in [&keys.access_key_id, &keys.secret_access_key] {
+        assert!(!value.is_empty());
+        assert!(!value.contains(char::is_whitespace), "{value:?}");
+    }
+    assert_ne!(keys.access_key_id, common::ACCESS_KEY_ID);
+    let mode = std::fs::metadata(&path).expect("credentials.toml").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "credentials.toml mode is {:o}", mode & 0o777);
+    let printed = server.stdout_lines.join("\n");
+    assert!(printed.contains(&keys.access_key_id), "key id not printed:\n{printed}");
+    assert!(printed.contains(&keys.secret_access_key), "secret not printed:\n{printed}");
+
+    server
+        .client()
+        .create_bucket()
+        .bucket("generated-keys")
+        .send()
+        .await
+        .expect("the generated keys work");
+
+    let stored = std::fs::read(&path).expect("credentials.toml");
+    server.restart();
+    assert_eq!(std::fs::read(&path).expect("credentials.toml"), stored, "file rewritten");
+    assert_eq!(common::read_stored_keys(&server.data_dir()), keys);
+    let mode = std::fs::metadata(&path).expect("credentials.toml").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let listed = server.client().list_buckets().send().await.expect("same keys after restart");
+    assert_eq!(listed.buckets().len(), 1);
+}
+
+/// Goal: configured credentials are used as they are: nothing is
+/// generated or stored, and the configured secret is not echoed to the
+/// terminal or the log.
+#[tokio::test]
+async fn configured_credentials_are_not_stored_or_printed() {
+    let server = Server::start();
+    assert!(!server.data_dir().join("credentials.toml").exists());
+    server.client().list_buckets().send().await.expect("configured keys work");
+    let output = format!("{}\n{}", server.stdout().join("\n"), server.stderr());
+    assert!(
+        !output.contains(common::SECRET_ACCESS_KEY),
+        "the configured secret was printed:\n{output}"
+    );
+}
+
+#[tokio::test]
+async fn credentials_from_the_config_file() {
+    let keys = Keys::new("RSCONFIGFILEKEY00001", "config/file+secret/0123456789abcdefghijk");
+    let server = ServerOptions::new()
+        .no_keys()
+        .config(&format!("access_key_id = \"{}\"", keys.access_key_id))
+        .config(&format!("secret_access_key = \"{}\"", keys.secret_access_key))
+        .start();
+    let client = server.client_with(&keys, server.region());
+    client.list_buckets().send().await.expect("keys from the config file work");
+    assert!(!server.data_dir().join("credentials.toml").exists());
+}
+
+#[test]
+fn sigterm_stops_an_idle_server_with_exit_code_0() {
+    let mut server = Server::start();
+    assert_eq!(server.send_signed(&server.request("GET", "/")).status, 200);
+    let started = Instant::now();
+    server.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "an idle server must stop promptly, took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn sigint_stops_the_server_with_exit_code_0() {
+    let mut server = ServerOptions::new().cores(1).start();
+    server.stop_with(libc::SIGINT);
+}
+
+/// Goal: an open keep-alive connection does not hold shutdown for the
+/// whole drain time: idle connections are closed at once.
+#[test]
+fn sigterm_closes_idle_keep_alive_connections() {
+    let mut server = Server::start();
+    let mut conn = server.connect();
+    conn.send(&server.sign(&server.request("GET", "/")));
+    assert_eq!(conn.response().status, 200);
+    let started = Instant::now();
+    server.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown waited {:?} for an idle connection",
+        started.elapsed()
+    );
+    conn.assert_closed(Duration::from_secs(1));
+}
+
+#[test]
+fn s3_port_in_use_is_a_clean_start_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address");
+    let exited = ServerOptions::new().listen(addr).start_expecting_failure();
+    let line = exited.assert_clean_start_error();
+    assert!(line.contains(&addr.port().to_string()), "{line}");
+    drop(taken);
+}
+
+#[test]
+fn admin_port_in_use_is_a_clean_start_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address");
+    let exited = ServerOptions::new().admin_listen(addr).start_expecting_failure();
+    let line = exited.assert_clean_start_error();
+    assert!(line.contains(&addr.port().to_string()), "{line}");
+    drop(taken);
+}
+
+#[test]
+fn unusable_data_dir_is_a_clean_start_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, b"a file where the data directory should be").expect("write");
+    let exited = ServerOptions::new().data_dir(&file).start_expecting_failure();
+    let line = exited.assert_clean_start_error();
+    assert!(line.contains("not-a-directory"), "the error must name the path: {line}");
+}
+
+/// Goal: two processes never share a data directory.
+#[test]
+fn data_dir_in_use_by_another_process_is_a_clean_start_error() {
+    let server = Server::start();
+    let exited = ServerOptions::new()
+        .data_dir(&server.data_dir())
+        .start_expecting_failure();
+    exited.assert_clean_start_error();
+    // The first server is unaffected.
+    assert_eq!(server.send_signed(&server.request("GET", "/")).status, 200);
+}
+
+/// Goal: a data directory is sharded by core count at creation; starting it
+/// with another `--cores` is refused with a clear error instead of
+/// misplacing data, and the directory still starts with its own count.
+#[test]
+fn data_dir_created_with_another_core_count_is_a_clean_start_error() {
+    if online_cores() < 2 {
+        eprintln!("skipped: needs at least 2 online cores");
+        return;
+    }
+    let mut server = ServerOptions::new().cores(1).start();
+    assert_eq!(server.send_signed(&server.request("PUT", "/sharded")).status, 200);
+    server.stop();
+    let two_cores = server.options().clone().cores(2);
+    let exited = server
+        .start_again(two_cores)
+        .expect_err("--cores 2 on a data dir made with --cores 1 must be refused");
+    let line = exited.assert_clean_start_error();
+    assert!(line.contains("cores"), "{line}");
+
+    let one_core = server.options().clone().cores(1);
+    server.start_again(one_core).expect("the original core count still starts");
+    assert_eq!(server.send_signed(&server.request("HEAD", "/sharded")).status, 200);
+}
+
+#[test]
+fn invalid_configuration_is_a_clean_start_error() {
+    let exited = ServerOptions::new()
+        .config("lisen = \"127.0.0.1:1\"")
+        .start_expecting_failure();
+    let line = exited.assert_clean_start_error();
+    assert!(line.contains("lisen"), "the error must name the unknown setting: {line}");
+
+    ServerOptions::new().cores(0).start_expecting_failure().assert_clean_start_error();
+    ServerOptions::new()
+        .cores(online_cores() + 1)
+        .start_expecting_failure()
+        .assert_clean_start_error();
+    ServerOptions::new()
+        .config("connections_per_core_max = 0")
+        .start_expecting_failure()
+        .assert_clean_start_error();
+}
+
+#[test]
+fn admin_health_endpoints() {
+    let server = Server::start();
+    let live = server.admin_get("/health/live");
+    assert_eq!(live.status, 200, "{}", live.text());
+    let ready = server.admin_get("/health/ready");
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    assert_eq!(server.admin_get("/no-such-endpoint").status, 404);
+}
+
+/// The value of the metric line that starts with `series` followed by a
+/// space (`series` includes its labels).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+/// Goal: `/metrics` counts each answered request by operation and status,
+/// over all cores. Method: 3 ListBuckets (200) and 1 anonymous one (403) on
+/// new connections, which land on any core; poll until the counts show.
+#[tokio::test]
+async fn admin_metrics_count_requests() {
+    let server = Server::start();
+    let client = server.client();
+    for _ in 0..3 {
+        client.list_buckets().send().await.expect("ListBuckets");
+    }
+    let refused = server.send(&server.request("GET", "/").unsigned());
+    assert_eq!(refused.status, 403);
+
+    let ok_series = "ringstore_requests_total{operation=\"ListBuckets\",status=\"200\"}";
+    let denied_series = "ringstore_requests_total{operation=\"ListBuckets\",status=\"403\"}";
+    let text = common::eventually(Duration::from_secs(3), || {
+        let response = server.admin_get("/metrics");
+        assert_eq!(response.status, 200);
+        let text = response.text();
+        (metric(&text, ok_series) == Some(3.0) && metric(&text, denied_series) == Some(1.0))
+            .then_some(text)
+    });
+    let Some(text) = text else {
+        panic!(
+            "metrics never counted 3 ListBuckets 200 and 1 ListBuckets 403:\n{}",
+            server.admin_get("/metrics").text()
+        );
+    };
+    assert!(
+        text.contains("ringstore_request_duration_seconds_bucket"),
+        "no duration histogram:\n{text}"
+    );
+    assert!(
+        metric(&text, "ringstore_received_bytes_total").is_some_and(|bytes| bytes > 0.0),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "ringstore_sent_bytes_total").is_some_and(|bytes| bytes > 0.0),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE ringstore_requests_total counter"), "{text}");
+}
+
+#[test]
+fn admin_metrics_show_every_core() {
+    let server = Server::start();
+    let text = server.admin_get("/metrics").text();
+    for core in 0..online_cores() {
+        let series = format!("ringstore_open_connections{{core=\"{core}\"}}");
+        assert!(metric(&text, &series).is_some(), "no {series}:\n{text}");
+    }
+    let extra = format!("ringstore_open_connections{{core=\"{}\"}}", online_cores());
+    assert!(metric(&text, &extra).is_none(), "more cores than asked:\n{text}");
+
+    // An open connection shows in the gauge of some core.
+    let mut conn = server.connect();
+    conn.send(&server.sign(&server.request("GET", "/")));
+    assert_eq!(conn.response().status, 200);
+    let text = server.admin_get("/metrics").text();
+    let open: f64 = (0..online_cores())
+        .filter_map(|core| metric(&text, &format!("ringstore_open_connections{{core=\"{core}\"}}")))
+        .sum();
+    assert!(open >= 1.0, "an open connection is not counted:\n{text}");
+}
