@@ -295,15 +295,20 @@ impl<'c> BodyReader<'c> {
                         return self.finish();
                     }
                     ChunkStep::NeedMore => {
+                        // The decoder consumes all it is given when it needs
+                        // more, so at the end of the transport the body ends
+                        // here: `finish` accepts the endings SDKs send
+                        // without a final empty line, and refuses the rest.
+                        let ended = if at_end {
+                            decoder.finish().map_err(S3Error::from)?;
+                            Some(decoder.trailers().to_vec())
+                        } else {
+                            None
+                        };
                         self.consume_transport(consumed);
-                        if at_end && consumed == available.1 - available.0 {
-                            return Err(incomplete_body());
-                        }
-                        if consumed > 0 {
-                            return Ok(());
-                        }
-                        if at_end {
-                            return Err(incomplete_body());
+                        if let Some(trailers) = ended {
+                            self.trailers = trailers;
+                            return self.finish();
                         }
                     }
                 }

@@ -362,7 +362,7 @@ impl Server {
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let admin_listen = options.admin_listen.unwrap_or_else(free_local_addr);
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ringstore"));
+        let mut command = Command::new(binary());
         command
             .arg("--data-dir")
             .arg(&data_dir)
@@ -638,6 +638,13 @@ impl Drop for Server {
             }
         }
     }
+}
+
+/// The binary under test: the one cargo built for these tests, unless
+/// `RINGSTORE_TEST_BIN` names another (a release build, say).
+pub fn binary() -> PathBuf {
+    std::env::var_os("RINGSTORE_TEST_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ringstore")), PathBuf::from)
 }
 
 /// Poll `child` until it exits or `timeout` passes.
