@@ -30,7 +30,11 @@ pub const CREDENTIALS_FILE: &str = "credentials.toml";
 
 /// The command line.
 #[derive(Debug, Parser)]
-#[command(name = "ringstore", version, about = "A thread-per-core, S3-compatible object store")]
+#[command(
+    name = "ringstore",
+    version,
+    about = "A thread-per-core, S3-compatible object store"
+)]
 pub struct Args {
     /// Directory holding all data (created if missing) [default: ./ringstore-data]
     #[arg(long, global = true)]
@@ -207,7 +211,9 @@ impl Config {
                 ));
             }
             if credentials.secret_access_key.is_empty() {
-                return Err(ConfigError("the secret access key must not be empty".into()));
+                return Err(ConfigError(
+                    "the secret access key must not be empty".into(),
+                ));
             }
         }
         for (name, value) in [
@@ -324,7 +330,9 @@ fn generate_credentials() -> Result<Credentials, ConfigError> {
         .map_err(|error| ConfigError(format!("no random source for credentials: {error}")))?;
     let mut access_key_id = String::from("RS");
     for &byte in &random[..18] {
-        access_key_id.push(char::from(KEY_ALPHABET[usize::from(byte) % KEY_ALPHABET.len()]));
+        access_key_id.push(char::from(
+            KEY_ALPHABET[usize::from(byte) % KEY_ALPHABET.len()],
+        ));
     }
     let secret_access_key = random[18..]
         .iter()

@@ -299,7 +299,6 @@ fn s3_code_from_str(code: &str) -> S3ErrorCode {
         "IncompleteBody" => S3ErrorCode::IncompleteBody,
         "InvalidArgument" => S3ErrorCode::InvalidArgument,
         "InvalidBucketName" => S3ErrorCode::InvalidBucketName,
-        "InvalidRequest" => S3ErrorCode::InvalidRequest,
         "InvalidURI" => S3ErrorCode::InvalidURI,
         "KeyTooLongError" => S3ErrorCode::KeyTooLongError,
         "MalformedXML" => S3ErrorCode::MalformedXML,
@@ -309,6 +308,8 @@ fn s3_code_from_str(code: &str) -> S3ErrorCode {
         "RequestHeaderSectionTooLarge" => S3ErrorCode::RequestHeaderSectionTooLarge,
         "RequestTimeout" => S3ErrorCode::RequestTimeout,
         "UriTooLong" => S3ErrorCode::UriTooLong,
+        // "InvalidRequest", and any code a lower layer names that this
+        // table does not know: S3's generic 400.
         _ => S3ErrorCode::InvalidRequest,
     }
 }

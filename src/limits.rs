@@ -33,8 +33,8 @@ pub const BUCKET_NAME_BYTES_MIN: usize = 3;
 pub const BUCKET_NAME_BYTES_MAX: usize = 63;
 
 /// Largest request body the server will read for an XML-bodied request
-/// (CreateBucketConfiguration, DeleteObjects, CompleteMultipartUpload...).
-/// CompleteMultipartUpload with 10,000 parts and checksums is the largest
+/// (`CreateBucketConfiguration`, `DeleteObjects`, `CompleteMultipartUpload`...).
+/// `CompleteMultipartUpload` with 10,000 parts and checksums is the largest
 /// legitimate one, around 1.5 MiB.
 pub const XML_BODY_BYTES_MAX: u64 = 2 * 1024 * 1024;
 
@@ -54,7 +54,7 @@ pub const TRAILER_COUNT_MAX: usize = 16;
 /// chunk-size fields are rejected before any arithmetic can overflow.
 pub const CHUNK_BYTES_MAX: u64 = 1 << 40;
 
-/// Largest object in one PutObject, exactly as AWS S3 (5 GiB).
+/// Largest object in one `PutObject`, exactly as AWS S3 (5 GiB).
 pub const OBJECT_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024;
 
 /// Size of the buffer a connection reads into. Request heads are parsed

@@ -11,11 +11,20 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Fail-stop: a panic is a broken invariant (STYLE.md). A core that died
+    // would leave its SO_REUSEPORT socket taking connections nobody serves,
+    // so the whole process stops and recovery happens at the next start.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        eprintln!("ringstore: internal error (panic); stopping the process");
+        std::process::abort();
+    }));
     let result = ringstore::config::Config::resolve(&args)
         .map_err(|error| error.to_string())
         .and_then(|config| match args.command {
             None | Some(ringstore::config::Command::Serve) => {
-                ringstore::server::runtime::run(config).map_err(|error| error.to_string())
+                ringstore::server::runtime::run(&config).map_err(|error| error.to_string())
             }
         });
     match result {

@@ -70,6 +70,10 @@ pub struct BodyReader<'c> {
     payload: Payload,
     ready: Ready,
     finished: bool,
+    /// Set once a read failed: the body is refused, its framing state is no
+    /// longer trustworthy, and every later read fails the same way without
+    /// touching the decoders again.
+    failed: Option<crate::error::S3ErrorCode>,
     decoded_len: u64,
     /// The object size the client declared: Content-Length for plain
     /// bodies, `x-amz-decoded-content-length` for aws-chunked ones.
@@ -138,6 +142,7 @@ impl<'c> BodyReader<'c> {
             payload,
             ready: Ready::None,
             finished: false,
+            failed: None,
             decoded_len: 0,
             declared_len,
             read_timeout_ms,
@@ -168,6 +173,9 @@ impl<'c> BodyReader<'c> {
     /// body, after every check passed.
     pub async fn read(&mut self, out: &mut [u8]) -> Result<usize, S3Error> {
         assert!(!out.is_empty());
+        if let Some(code) = self.failed {
+            return Err(S3Error::new(code, "The request body was already refused."));
+        }
         loop {
             if let Some(len) = self.deliver(out) {
                 return Ok(len);
@@ -175,7 +183,11 @@ impl<'c> BodyReader<'c> {
             if self.finished {
                 return Ok(0);
             }
-            self.advance().await?;
+            if let Err(error) = self.advance().await {
+                self.failed = Some(error.code);
+                self.ready = Ready::None;
+                return Err(error);
+            }
         }
     }
 
@@ -202,6 +214,9 @@ impl<'c> BodyReader<'c> {
     /// Read and discard the rest of the body, for keep-alive after a handler
     /// that did not need it. Gives up (returns false) past `limit` bytes.
     pub async fn drain(&mut self, limit: u64) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
         let mut scratch = [0_u8; 8192];
         let mut drained = 0_u64;
         while !self.finished {

@@ -15,7 +15,7 @@
 //!    request is refused never sends its body (S3-SCOPE.md).
 //! 5. Run the handler with a [`BodyReader`] over the body.
 //! 6. Write the response head and a small body in one write (so the client
-//!    never waits for a delayed ACK between them; TCP_NODELAY is set at
+//!    never waits for a delayed ACK between them; `TCP_NODELAY` is set at
 //!    accept).
 //!
 //! If a request ends before its body was read (an error, or a handler that
@@ -53,7 +53,13 @@ pub async fn serve(worker: Rc<Worker>, mut io: ConnIo) {
             HeadOutcome::Error(error) => {
                 let request_id = worker.next_request_id();
                 let _ = write_error(&worker, &mut io, &request_id, &error, false, false).await;
-                record(&worker, &mut io, "Unknown", error.code.status(), Instant::now());
+                record(
+                    &worker,
+                    &mut io,
+                    "Unknown",
+                    error.code.status(),
+                    Instant::now(),
+                );
                 break;
             }
         };
@@ -93,15 +99,14 @@ async fn read_head(worker: &Worker, io: &mut ConnIo, first: bool) -> HeadOutcome
             }
             head_deadline.get_or_insert_with(|| deadline_in(config.head_timeout_ms));
         }
-        let deadline = match head_deadline {
-            Some(deadline) => deadline,
-            None => {
-                if worker.is_stopping() {
-                    return HeadOutcome::Closed;
-                }
-                // Wake up now and then to notice a shutdown while idle.
-                idle_deadline.min(Instant::now() + IDLE_STOP_CHECK)
+        let deadline = if let Some(deadline) = head_deadline {
+            deadline
+        } else {
+            if worker.is_stopping() {
+                return HeadOutcome::Closed;
             }
+            // Wake up now and then to notice a shutdown while idle.
+            idle_deadline.min(Instant::now() + IDLE_STOP_CHECK)
         };
         match io.fill(deadline).await {
             Ok(0) => return HeadOutcome::Closed,
@@ -144,62 +149,15 @@ async fn handle(worker: &Rc<Worker>, io: &mut ConnIo, head: &RequestHead) -> boo
     };
     let has_body = !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
 
-    let outcome: Result<(s3::Response, bool), (S3Error, String)> = async {
-        let route = crate::s3::router::route(
-            &worker.router,
-            &head.method,
-            head.host(),
-            &head.path,
-            head.query.as_deref(),
-            &head.headers,
-        )
-        .map_err(|error| (S3Error::from(error), String::new()))?;
-        operation = route.endpoint.name();
-        let resource = resource_of(&route);
-        let authenticated = {
-            let view = RequestView {
-                method: head.method.as_str(),
-                path: &head.path,
-                query: head.query.as_deref(),
-                headers: &head.headers,
-            };
-            let mut cache = worker.signing_keys.borrow_mut();
-            auth::authenticate(
-                &view,
-                &worker.credentials,
-                &worker.config.region,
-                SystemTime::now(),
-                &mut cache,
-            )
-            .map_err(|error| (S3Error::from(error), resource.clone()))?
-        };
-        let decoded_len = decoded_content_length(&head.headers)
-            .map_err(|error| (error, resource.clone()))?;
-        if has_body && head.expects_continue() {
-            io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .map_err(|error| (S3Error::internal(error), resource.clone()))?;
-            sent_continue = true;
-        }
-        let mut body = BodyReader::new(
-            io,
-            framing,
-            authenticated.payload,
-            decoded_len,
-            worker.config.body_read_timeout_ms,
-        );
-        let request = S3Request {
-            head,
-            route: &route,
-            request_id: &request_id,
-            access_key_id: &authenticated.access_key_id,
-        };
-        let result = s3::dispatch(worker, &request, &mut body).await;
-        let body_done = body.is_finished() || body.drain(DRAIN_BYTES_MAX).await;
-        result
-            .map(|response| (response, body_done))
-            .map_err(|error| (error, resource))
-    }
+    let outcome = run_request(
+        worker,
+        io,
+        head,
+        framing,
+        &request_id,
+        &mut operation,
+        &mut sent_continue,
+    )
     .await;
 
     match outcome {
@@ -242,6 +200,75 @@ async fn handle(worker: &Rc<Worker>, io: &mut ConnIo, head: &RequestHead) -> boo
     keep_alive
 }
 
+/// Steps 3 to 5 of the module doc: route, authenticate, run the handler.
+/// Returns the response and whether the body was read to its end, or the
+/// error with the resource it concerns.
+async fn run_request(
+    worker: &Rc<Worker>,
+    io: &mut ConnIo,
+    head: &RequestHead,
+    framing: BodyFraming,
+    request_id: &str,
+    operation: &mut &'static str,
+    sent_continue: &mut bool,
+) -> Result<(s3::Response, bool), (S3Error, String)> {
+    let has_body = !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
+    let route = crate::s3::router::route(
+        &worker.router,
+        &head.method,
+        head.host(),
+        &head.path,
+        head.query.as_deref(),
+        &head.headers,
+    )
+    .map_err(|error| (S3Error::from(error), String::new()))?;
+    *operation = route.endpoint.name();
+    let resource = resource_of(&route);
+    let authenticated = {
+        let view = RequestView {
+            method: head.method.as_str(),
+            path: &head.path,
+            query: head.query.as_deref(),
+            headers: &head.headers,
+        };
+        let mut cache = worker.signing_keys.borrow_mut();
+        auth::authenticate(
+            &view,
+            &worker.credentials,
+            &worker.config.region,
+            SystemTime::now(),
+            &mut cache,
+        )
+        .map_err(|error| (S3Error::from(error), resource.clone()))?
+    };
+    let decoded_len =
+        decoded_content_length(&head.headers).map_err(|error| (error, resource.clone()))?;
+    if has_body && head.expects_continue() {
+        io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .map_err(|error| (S3Error::internal(error), resource.clone()))?;
+        *sent_continue = true;
+    }
+    let mut body = BodyReader::new(
+        io,
+        framing,
+        authenticated.payload,
+        decoded_len,
+        worker.config.body_read_timeout_ms,
+    );
+    let request = S3Request {
+        head,
+        route: &route,
+        request_id,
+        access_key_id: &authenticated.access_key_id,
+    };
+    let result = s3::dispatch(worker, &request, &mut body).await;
+    let body_done = body.is_finished() || body.drain(DRAIN_BYTES_MAX).await;
+    result
+        .map(|response| (response, body_done))
+        .map_err(|error| (error, resource))
+}
+
 fn resource_of(route: &crate::s3::router::Route) -> String {
     match (&route.bucket, &route.key) {
         (Some(bucket), Some(key)) => format!("/{bucket}/{key}"),
@@ -268,7 +295,13 @@ fn decoded_content_length(headers: &HeaderMap) -> Result<Option<u64>, S3Error> {
         })
 }
 
-fn record(worker: &Worker, io: &mut ConnIo, operation: &'static str, status: StatusCode, started: Instant) {
+fn record(
+    worker: &Worker,
+    io: &mut ConnIo,
+    operation: &'static str,
+    status: StatusCode,
+    started: Instant,
+) {
     let mut metrics = worker.metrics.borrow_mut();
     metrics.record_request(operation, status.as_u16(), started.elapsed());
     metrics.add_bytes_received(io.take_received());
@@ -312,7 +345,10 @@ async fn write_response(
         || response.status == StatusCode::NO_CONTENT
         || response.status == StatusCode::NOT_MODIFIED;
     if !bodyless_status && !headers.contains_key(http::header::CONTENT_LENGTH) {
-        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(response.body.len()));
+        headers.insert(
+            http::header::CONTENT_LENGTH,
+            HeaderValue::from(response.body.len()),
+        );
     }
     if !keep_alive {
         headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));

@@ -1,5 +1,5 @@
-//! Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
-//! GetBucketLocation.
+//! Bucket operations: `ListBuckets`, `CreateBucket`, `HeadBucket`, `DeleteBucket`,
+//! `GetBucketLocation`.
 //!
 //! Reads are answered from this core's copy of the catalog; changes go to
 //! the catalog shard over the mesh, which makes them durable and installs
@@ -25,7 +25,7 @@ use crate::s3_error;
 use crate::server::mesh::{BucketChange, Request};
 use crate::server::worker::Worker;
 
-/// Most buckets one ListBuckets page returns, as AWS.
+/// Most buckets one `ListBuckets` page returns, as AWS.
 const LIST_BUCKETS_PAGE_MAX: usize = 10_000;
 
 pub fn list_buckets(worker: &Rc<Worker>, request: &S3Request<'_>) -> Result<Response, S3Error> {
@@ -47,7 +47,12 @@ pub fn list_buckets(worker: &Rc<Worker>, request: &S3Request<'_>) -> Result<Resp
             hex::decode(&token)
                 .ok()
                 .and_then(|bytes| String::from_utf8(bytes).ok())
-                .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))?,
+                .ok_or_else(|| {
+                    s3_error!(
+                        InvalidArgument,
+                        "The continuation token provided is incorrect"
+                    )
+                })?,
         ),
     };
     let prefix = request.query_param("prefix");
@@ -110,8 +115,9 @@ pub async fn create_bucket(
             "Object lock is not implemented by this server"
         ));
     }
-    let configuration =
-        xml::parse_create_bucket_configuration(&body.read_to_vec(limits::XML_BODY_BYTES_MAX).await?)?;
+    let configuration = xml::parse_create_bucket_configuration(
+        &body.read_to_vec(limits::XML_BODY_BYTES_MAX).await?,
+    )?;
     let region = &worker.config.region;
     if let Some(constraint) = configuration.location_constraint.as_deref()
         && !constraint.is_empty()
@@ -159,7 +165,10 @@ fn created(name: &str) -> Response {
 pub fn head_bucket(worker: &Rc<Worker>, request: &S3Request<'_>) -> Result<Response, S3Error> {
     let name = bucket_name(request)?;
     let catalog = worker.catalog();
-    let info = catalog.buckets.get(name).ok_or_else(|| no_such_bucket(name))?;
+    let info = catalog
+        .buckets
+        .get(name)
+        .ok_or_else(|| no_such_bucket(name))?;
     let region = HeaderValue::from_str(&info.region).expect("regions are ASCII");
     Ok(Response::new(StatusCode::OK)
         .with_header(http::HeaderName::from_static("x-amz-bucket-region"), region)
@@ -169,7 +178,10 @@ pub fn head_bucket(worker: &Rc<Worker>, request: &S3Request<'_>) -> Result<Respo
         ))
 }
 
-pub async fn delete_bucket(worker: &Rc<Worker>, request: &S3Request<'_>) -> Result<Response, S3Error> {
+pub async fn delete_bucket(
+    worker: &Rc<Worker>,
+    request: &S3Request<'_>,
+) -> Result<Response, S3Error> {
     let name = bucket_name(request)?;
     if !worker.catalog().buckets.contains_key(name) {
         return Err(no_such_bucket(name));
@@ -187,10 +199,16 @@ pub async fn delete_bucket(worker: &Rc<Worker>, request: &S3Request<'_>) -> Resu
     }
 }
 
-pub fn get_bucket_location(worker: &Rc<Worker>, request: &S3Request<'_>) -> Result<Response, S3Error> {
+pub fn get_bucket_location(
+    worker: &Rc<Worker>,
+    request: &S3Request<'_>,
+) -> Result<Response, S3Error> {
     let name = bucket_name(request)?;
     let catalog = worker.catalog();
-    let info = catalog.buckets.get(name).ok_or_else(|| no_such_bucket(name))?;
+    let info = catalog
+        .buckets
+        .get(name)
+        .ok_or_else(|| no_such_bucket(name))?;
     Ok(Response::xml(xml::location_constraint(&info.region)))
 }
 
@@ -217,8 +235,11 @@ fn now_ms() -> i64 {
 /// AWS's naming rules for new general-purpose buckets.
 pub fn validate_bucket_name(name: &str) -> Result<(), S3Error> {
     let invalid = |why: &str| {
-        s3_error!(InvalidBucketName, "The specified bucket is not valid: {why}")
-            .with_extra("BucketName", name)
+        s3_error!(
+            InvalidBucketName,
+            "The specified bucket is not valid: {why}"
+        )
+        .with_extra("BucketName", name)
     };
     let bytes = name.as_bytes();
     if !(limits::BUCKET_NAME_BYTES_MIN..=limits::BUCKET_NAME_BYTES_MAX).contains(&bytes.len()) {
@@ -295,7 +316,11 @@ mod tests {
             "bücket",
         ] {
             let error = validate_bucket_name(bad).unwrap_err();
-            assert_eq!(error.code, crate::error::S3ErrorCode::InvalidBucketName, "{bad}");
+            assert_eq!(
+                error.code,
+                crate::error::S3ErrorCode::InvalidBucketName,
+                "{bad}"
+            );
         }
     }
 }

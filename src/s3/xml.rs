@@ -86,7 +86,7 @@ pub struct ListedBucket<'a> {
     pub region: &'a str,
 }
 
-/// `ListAllMyBucketsResult`, the ListBuckets response.
+/// `ListAllMyBucketsResult`, the `ListBuckets` response.
 #[must_use]
 pub fn list_all_my_buckets_result(
     owner: &Owner,
@@ -120,7 +120,7 @@ pub fn list_all_my_buckets_result(
     out
 }
 
-/// `LocationConstraint`, the GetBucketLocation response. AWS answers an
+/// `LocationConstraint`, the `GetBucketLocation` response. AWS answers an
 /// empty element for us-east-1 (for historical reasons) and the region name
 /// otherwise.
 #[must_use]
@@ -145,9 +145,11 @@ pub struct CreateBucketConfiguration {
     pub location_constraint: Option<String>,
 }
 
-/// Parse a CreateBucket body. An empty body (or only white space) is no
+/// Parse a `CreateBucket` body. An empty body (or only white space) is no
 /// configuration, as AWS allows.
-pub fn parse_create_bucket_configuration(body: &[u8]) -> Result<CreateBucketConfiguration, S3Error> {
+pub fn parse_create_bucket_configuration(
+    body: &[u8],
+) -> Result<CreateBucketConfiguration, S3Error> {
     let malformed = || {
         s3_error!(
             MalformedXML,
@@ -175,13 +177,11 @@ pub fn parse_create_bucket_configuration(body: &[u8]) -> Result<CreateBucketConf
                 }
                 path.push(name);
             }
-            Event::Empty(start) => {
-                if path.is_empty() {
-                    if start.local_name().as_ref() != b"CreateBucketConfiguration" || saw_root {
-                        return Err(malformed());
-                    }
-                    saw_root = true;
+            Event::Empty(start) if path.is_empty() => {
+                if start.local_name().as_ref() != b"CreateBucketConfiguration" || saw_root {
+                    return Err(malformed());
                 }
+                saw_root = true;
             }
             Event::End(_) => {
                 path.pop();
@@ -293,7 +293,11 @@ mod tests {
             b"<CreateBucketConfiguration/><CreateBucketConfiguration/>",
         ] {
             let error = parse_create_bucket_configuration(body).unwrap_err();
-            assert_eq!(error.code, crate::error::S3ErrorCode::MalformedXML, "{body:?}");
+            assert_eq!(
+                error.code,
+                crate::error::S3ErrorCode::MalformedXML,
+                "{body:?}"
+            );
         }
     }
 }

@@ -57,17 +57,27 @@ async fn answer(worker: Rc<Worker>, mut io: ConnIo) {
         }
     };
     let (status, content_type, body) = match head {
-        None => (StatusCode::BAD_REQUEST, "text/plain", "bad request\n".to_owned()),
-        Some(head) if head.method != http::Method::GET => {
-            (StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".to_owned())
-        }
+        None => (
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "bad request\n".to_owned(),
+        ),
+        Some(head) if head.method != http::Method::GET => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".to_owned(),
+        ),
         Some(head) => match head.path.as_str() {
             "/health/live" => (StatusCode::OK, "text/plain", "live\n".to_owned()),
             "/health/ready" => {
                 if ready(&worker).await {
                     (StatusCode::OK, "text/plain", "ready\n".to_owned())
                 } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".to_owned())
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "not ready\n".to_owned(),
+                    )
                 }
             }
             "/metrics" => (
@@ -75,11 +85,18 @@ async fn answer(worker: Rc<Worker>, mut io: ConnIo) {
                 "text/plain; version=0.0.4",
                 metrics(&worker).await,
             ),
-            _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
+            _ => (
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found\n".to_owned(),
+            ),
         },
     };
     let mut headers = HeaderMap::new();
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
     headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     let mut out = Vec::with_capacity(256 + body.len());

@@ -2,7 +2,7 @@
 //!
 //! Every core accepts on its own `SO_REUSEPORT` socket for the same address,
 //! so the kernel spreads connections over the cores without any user-space
-//! hand-off. Each connection gets TCP_NODELAY (responses are written whole,
+//! hand-off. Each connection gets `TCP_NODELAY` (responses are written whole,
 //! so Nagle's algorithm would only add a delayed-ACK wait) and a slot out of
 //! `connections_per_core_max`; past the limit the connection receives
 //! `503 SlowDown` and is closed, so a flood cannot exhaust file descriptors
@@ -51,17 +51,33 @@ async fn refuse(worker: Rc<Worker>, stream: TcpStream) {
     let error = crate::s3_error!(SlowDown, "Please reduce your request rate.");
     let body = error.to_xml(&request_id);
     let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/xml"));
-    headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-    headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(body.len()));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    headers.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(body.len()),
+    );
     if let Ok(value) = http::HeaderValue::from_str(&request_id) {
         headers.insert(http::HeaderName::from_static("x-amz-request-id"), value);
     }
     let mut out = Vec::with_capacity(512);
-    crate::http::response::encode_response(&mut out, error.code.status(), &headers, body.as_bytes());
+    crate::http::response::encode_response(
+        &mut out,
+        error.code.status(),
+        &headers,
+        body.as_bytes(),
+    );
     let mut io = ConnIo::new(stream);
     let _ = glommio::timer::timeout(Duration::from_millis(REFUSAL_WRITE_MS), async {
-        io.write_all(&out).await.map_err(glommio::GlommioError::from)
+        io.write_all(&out)
+            .await
+            .map_err(glommio::GlommioError::from)
     })
     .await;
     io.close().await;

@@ -6,7 +6,7 @@
 //! `channel_mesh`). A channel is bounded by `limits::MESH_CHANNEL_CAPACITY`,
 //! so a slow core pushes back on its senders instead of growing a queue.
 //! glommio's channels are used rather than crossbeam's because a receiving
-//! executor must sleep in io_uring and be woken by the sender's eventfd; a
+//! executor must sleep in `io_uring` and be woken by the sender's eventfd; a
 //! crossbeam receive would block the whole core. (crossbeam carries the
 //! messages between the executors and the main thread, which is a plain
 //! thread: see `runtime`.)
@@ -234,7 +234,11 @@ impl Mesh {
     }
 }
 
-fn spawn_receivers<H: Handler>(mut receivers: Receivers<Message>, mesh: &Rc<Mesh>, handler: &Rc<H>) {
+fn spawn_receivers<H: Handler>(
+    mut receivers: Receivers<Message>,
+    mesh: &Rc<Mesh>,
+    handler: &Rc<H>,
+) {
     for (peer, stream) in receivers.streams() {
         let mesh = mesh.clone();
         let handler = handler.clone();

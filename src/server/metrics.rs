@@ -12,8 +12,8 @@ use std::time::Duration;
 /// Upper bounds of the request-latency histogram, in seconds. They span a
 /// cached small GET (tens of microseconds) to a multi-GiB transfer.
 pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 10.0, 60.0,
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0, 60.0,
 ];
 
 /// What one core has counted since it started.
@@ -107,7 +107,9 @@ pub fn render_prometheus(per_shard: &[MetricsSnapshot]) -> String {
         total.merge(snapshot);
     }
     let mut out = String::with_capacity(4096);
-    out.push_str("# HELP ringstore_requests_total S3 requests answered, by operation and HTTP status.\n");
+    out.push_str(
+        "# HELP ringstore_requests_total S3 requests answered, by operation and HTTP status.\n",
+    );
     out.push_str("# TYPE ringstore_requests_total counter\n");
     for ((operation, status), count) in &total.requests {
         let _ = writeln!(
@@ -115,9 +117,15 @@ pub fn render_prometheus(per_shard: &[MetricsSnapshot]) -> String {
             "ringstore_requests_total{{operation=\"{operation}\",status=\"{status}\"}} {count}"
         );
     }
-    out.push_str("# HELP ringstore_received_bytes_total Request bytes received (heads and bodies).\n");
+    out.push_str(
+        "# HELP ringstore_received_bytes_total Request bytes received (heads and bodies).\n",
+    );
     out.push_str("# TYPE ringstore_received_bytes_total counter\n");
-    let _ = writeln!(out, "ringstore_received_bytes_total {}", total.bytes_received);
+    let _ = writeln!(
+        out,
+        "ringstore_received_bytes_total {}",
+        total.bytes_received
+    );
     out.push_str("# HELP ringstore_sent_bytes_total Response bytes sent (heads and bodies).\n");
     out.push_str("# TYPE ringstore_sent_bytes_total counter\n");
     let _ = writeln!(out, "ringstore_sent_bytes_total {}", total.bytes_sent);
@@ -174,12 +182,14 @@ mod tests {
         b.record_request("CreateBucket", 409, Duration::from_secs(100));
         b.connection_opened();
         let text = render_prometheus(&[a.snapshot(), b.snapshot()]);
-        assert!(text.contains(
-            "ringstore_requests_total{operation=\"ListBuckets\",status=\"200\"} 2\n"
-        ));
-        assert!(text.contains(
-            "ringstore_requests_total{operation=\"CreateBucket\",status=\"409\"} 1\n"
-        ));
+        assert!(
+            text.contains("ringstore_requests_total{operation=\"ListBuckets\",status=\"200\"} 2\n")
+        );
+        assert!(
+            text.contains(
+                "ringstore_requests_total{operation=\"CreateBucket\",status=\"409\"} 1\n"
+            )
+        );
         assert!(text.contains("ringstore_request_duration_seconds_bucket{le=\"0.0001\"} 1\n"));
         assert!(text.contains("ringstore_request_duration_seconds_bucket{le=\"0.005\"} 2\n"));
         assert!(text.contains("ringstore_request_duration_seconds_bucket{le=\"60\"} 2\n"));

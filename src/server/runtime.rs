@@ -4,7 +4,7 @@
 //! 1. On the main thread, everything that can fail with a clear message:
 //!    the data directory (created, locked against a second process, its
 //!    shard count checked), the credentials, the bucket catalog, the
-//!    locked-memory limit io_uring needs, and the listening sockets. The
+//!    locked-memory limit `io_uring` needs, and the listening sockets. The
 //!    S3 port is first bound without `SO_REUSEPORT`, so that a port held by
 //!    anyone else is reported as in use instead of being silently shared;
 //!    then one `SO_REUSEPORT` socket per core is bound to the same address,
@@ -66,12 +66,11 @@ enum CoreEvent {
 }
 
 /// Run the server until SIGINT or SIGTERM.
-pub fn run(config: Config) -> Result<(), StartError> {
+pub fn run(config: &Config) -> Result<(), StartError> {
     check_memlock()?;
-    let _lock = prepare_data_dir(&config)?;
-    let (credentials, source) =
-        resolve_credentials(&config).map_err(|error| StartError(error.0))?;
-    announce_credentials(&config, &credentials, &source);
+    let _lock = prepare_data_dir(config)?;
+    let (credentials, source) = resolve_credentials(config).map_err(|error| StartError(error.0))?;
+    announce_credentials(config, &credentials, &source);
     let catalog = Catalog::load(&config.data_dir).map_err(|error| {
         StartError(format!(
             "cannot load the bucket catalog in {}: {error}",
@@ -84,7 +83,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
     block_stop_signals();
     let mut random = [0_u8; 4];
-    getrandom::fill(&mut random).map_err(|error| StartError(format!("no random source: {error}")))?;
+    getrandom::fill(&mut random)
+        .map_err(|error| StartError(format!("no random source: {error}")))?;
     let setup = Arc::new(SharedSetup {
         config: Arc::new(config.clone()),
         owner: owner_for(&credentials),
@@ -139,8 +139,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     tracing::info!(cores = config.cores, %admin_addr, "ringstore started");
     println!("ringstore listening on http://{listen_addr}");
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
+    let _ = std::io::Write::flush(&mut std::io::stdout());
 
     let signal = wait_for_stop_signal(&events);
     tracing::info!(signal, "stopping");
@@ -164,10 +163,8 @@ async fn serve_core(
     events: &crossbeam_channel::Sender<CoreEvent>,
 ) {
     let shard_count = setup.config.cores;
-    let (_mesh, worker) = Mesh::join(mesh, shard_count, |mesh| {
-        Rc::new(Worker::new(setup, mesh))
-    })
-    .await;
+    let (_mesh, worker) =
+        Mesh::join(mesh, shard_count, |mesh| Rc::new(Worker::new(setup, mesh))).await;
     // SAFETY: the fd is a listening TCP socket created by `bind_s3_listeners`
     // and handed to this core alone; ownership moves into the listener.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
@@ -332,10 +329,15 @@ fn owner_for(credentials: &Credentials) -> Owner {
 
 /// Bind one `SO_REUSEPORT` listening socket per core to `addr` (see the
 /// module doc for why the address is first probed without it).
-fn bind_s3_listeners(addr: SocketAddr, cores: usize) -> Result<(SocketAddr, Vec<OwnedFd>), StartError> {
+fn bind_s3_listeners(
+    addr: SocketAddr,
+    cores: usize,
+) -> Result<(SocketAddr, Vec<OwnedFd>), StartError> {
     let in_use = |error: std::io::Error| {
         if error.kind() == std::io::ErrorKind::AddrInUse {
-            StartError(format!("cannot listen on {addr}: the address is already in use"))
+            StartError(format!(
+                "cannot listen on {addr}: the address is already in use"
+            ))
         } else {
             StartError(format!("cannot listen on {addr}: {error}"))
         }
@@ -346,8 +348,9 @@ fn bind_s3_listeners(addr: SocketAddr, cores: usize) -> Result<(SocketAddr, Vec<
     let mut fds = Vec::with_capacity(cores);
     for _ in 0..cores {
         let domain = socket2::Domain::for_address(actual);
-        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
-            .map_err(in_use)?;
+        let socket =
+            socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
+                .map_err(in_use)?;
         socket.set_reuse_address(true).map_err(in_use)?;
         socket.set_reuse_port(true).map_err(in_use)?;
         socket.bind(&actual.into()).map_err(in_use)?;

@@ -8,7 +8,7 @@
 //! The bucket catalog: the worker of `CATALOG_SHARD` owns the authoritative
 //! copy and is the only one that changes it; a change is made durable first
 //! (`Catalog::store`), then installed on every core, and only then
-//! acknowledged to the client. So once CreateBucket has answered 200, every
+//! acknowledged to the client. So once `CreateBucket` has answered 200, every
 //! core knows the bucket, and a request that lands on any other core right
 //! after sees it.
 
@@ -210,7 +210,11 @@ impl Worker {
 }
 
 impl super::mesh::Handler for Worker {
-    fn handle(self: Rc<Self>, _from: usize, request: Request) -> super::mesh::LocalBoxFuture<Reply> {
+    fn handle(
+        self: Rc<Self>,
+        _from: usize,
+        request: Request,
+    ) -> super::mesh::LocalBoxFuture<Reply> {
         Box::pin(async move {
             match request {
                 Request::Ping => Reply::Done,

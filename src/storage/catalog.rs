@@ -47,7 +47,7 @@ pub struct BucketInfo {
     pub created_ms: i64,
 }
 
-/// All buckets, ordered by name (ListBuckets returns them in this order).
+/// All buckets, ordered by name (`ListBuckets` returns them in this order).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalog {
     pub generation: u64,
@@ -153,7 +153,7 @@ impl Catalog {
     }
 
     /// Make this version of the catalog durable (see the module doc for the
-    /// order of steps and why). Runs on the executor through io_uring.
+    /// order of steps and why). Runs on the executor through `io_uring`.
     pub async fn store(&self, data_dir: &Path) -> Result<(), CatalogError> {
         let tmp = data_dir.join(CATALOG_TMP_FILE);
         let file = glommio::io::BufferedFile::create(&tmp)
