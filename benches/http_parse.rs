@@ -1,5 +1,5 @@
 //! Request-head parsing cost: a minimal GET and the head the AWS SDK sends
-//! for a PutObject (SigV4, checksum trailer, user metadata).
+//! for a `PutObject` (`SigV4`, checksum trailer, user metadata).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ringstore::http::request::parse_head;

@@ -1,4 +1,4 @@
-//! SigV4 verification cost per request: the AWS GetObject example, with the
+//! `SigV4` verification cost per request: the AWS `GetObject` example, with the
 //! per-core signing-key cache warm (every request after the first of a day)
 //! and cold (key derivation included).
 
@@ -32,7 +32,7 @@ fn example() -> (HeaderMap, CredentialStore, SystemTime) {
         secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
     })
     .collect();
-    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_369_353_600);
+    let now = SystemTime::UNIX_EPOCH + Duration::from_hours(380376);
     (headers, store, now)
 }
 

@@ -10,6 +10,7 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Fail-stop: a panic is a broken invariant (STYLE.md). A core that died
     // would leave its SO_REUSEPORT socket taking connections nobody serves,

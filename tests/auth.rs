@@ -1,4 +1,4 @@
-//! Authentication against the real binary: SigV4 in the header and in
+//! Authentication against the real binary: `SigV4` in the header and in
 //! presigned URLs, each refusal with the status and code AWS S3 uses, the
 //! payload hash forms, and `Expect: 100-continue`.
 //!
@@ -9,17 +9,18 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use common::{
-    EMPTY_SHA256, Keys, RawRequest, STREAMING_PAYLOAD, Server, UNSIGNED_PAYLOAD,
-    chunk_signature, create_bucket_configuration, expect_sdk_error, sdk_failure, sha256_hex,
+    EMPTY_SHA256, Keys, RawRequest, STREAMING_PAYLOAD, Server, UNSIGNED_PAYLOAD, chunk_signature,
+    create_bucket_configuration, expect_sdk_error, sdk_failure, sha256_hex,
 };
 
-/// 2013-05-24T00:00:00Z, the time of AWS's SigV4 examples for S3.
+/// 2013-05-24T00:00:00Z, the time of AWS's `SigV4` examples for S3.
 fn aws_example_time() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_369_353_600)
+    SystemTime::UNIX_EPOCH + Duration::from_hours(380_376)
 }
 
 fn aws_example_keys() -> Keys {
@@ -76,12 +77,54 @@ fn test_signer_matches_aws_examples() {
          &X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
     );
 
-    let seed = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
-    let first_chunk = vec![b'a'; 65_536];
+    // "Transferring Payload in Multiple Chunks": 64 KiB + 1 KiB of 'a',
+    // then the final empty chunk; and the same body with a trailer
+    // ("...Including Trailing Headers").
+    let data = vec![b'a'; 65_536 + 1024];
+    let chunks = [&data[..65_536], &data[65_536..], &[][..]];
+    let chain = |seed: &str| {
+        let mut previous = seed.to_owned();
+        chunks
+            .iter()
+            .map(|chunk| {
+                previous =
+                    chunk_signature(&keys, "us-east-1", aws_example_time(), &previous, chunk);
+                previous.clone()
+            })
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
-        chunk_signature(&keys, "us-east-1", aws_example_time(), seed, &first_chunk),
-        "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648"
+        chain("4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"),
+        [
+            "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648",
+            "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497",
+            "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9",
+        ]
     );
+    let trailer_chain = chain("106e2a8a18243abcf37539882f36619c00e2dfc72633413f02d3b74544bfeb8e");
+    assert_eq!(
+        trailer_chain,
+        [
+            "b474d8862b1487a5145d686f57f013e54db672cee1c953b3010fb58501ef5aa2",
+            "1c1344b170168f8e65b41376b44b20fe354e373826ccbbe2c1d40a8cae51e5c7",
+            "2ca2aba2005185cf7159c6277faf83795951dd77a3a99e6e65d5c9f85863f992",
+        ]
+    );
+    let crc = common::base64(&crc32c::crc32c(&data).to_be_bytes());
+    assert_eq!(crc, "sOO8/Q==");
+    assert_eq!(
+        common::trailer_signature(
+            &keys,
+            "us-east-1",
+            aws_example_time(),
+            &trailer_chain[2],
+            &format!("x-amz-checksum-crc32c:{crc}\n"),
+        ),
+        "d81f82fc3505edab99d459891051a732e8730629a2e4a59689829ca17fe2e435"
+    );
+    for (input, encoded) in [(&b"M"[..], "TQ=="), (b"Ma", "TWE="), (b"Man", "TWFu")] {
+        assert_eq!(common::base64(input), encoded);
+    }
 }
 
 #[test]
@@ -89,7 +132,11 @@ fn header_signature_is_accepted() {
     let server = Server::start();
     let response = server.send_signed(&server.request("GET", "/"));
     assert_eq!(response.status, 200, "{}", response.text());
-    assert!(response.text().contains("<ListAllMyBucketsResult"), "{}", response.text());
+    assert!(
+        response.text().contains("<ListAllMyBucketsResult"),
+        "{}",
+        response.text()
+    );
     assert!(!response.request_id().is_empty());
 }
 
@@ -98,7 +145,11 @@ async fn wrong_secret_is_signature_does_not_match() {
     let server = Server::start();
     let keys = Keys::new(common::ACCESS_KEY_ID, "not-the-secret");
     let client = server.client_with(&keys, server.region());
-    expect_sdk_error(client.list_buckets().send().await, 403, "SignatureDoesNotMatch");
+    expect_sdk_error(
+        client.list_buckets().send().await,
+        403,
+        "SignatureDoesNotMatch",
+    );
     // Also for an operation with a body, and nothing must be created.
     expect_sdk_error(
         client.create_bucket().bucket("never-created").send().await,
@@ -117,7 +168,11 @@ async fn unknown_access_key_is_invalid_access_key_id() {
     let server = Server::start();
     let keys = Keys::new("RSUNKNOWNKEY00000000", common::SECRET_ACCESS_KEY);
     let client = server.client_with(&keys, server.region());
-    expect_sdk_error(client.list_buckets().send().await, 403, "InvalidAccessKeyId");
+    expect_sdk_error(
+        client.list_buckets().send().await,
+        403,
+        "InvalidAccessKeyId",
+    );
     let raw = server.send(&server.request("GET", "/").sign(&keys, server.region()));
     raw.assert_s3_error(403, "InvalidAccessKeyId");
 }
@@ -155,21 +210,47 @@ async fn wrong_region_in_the_credential_scope_is_authorization_header_malformed(
     );
 }
 
+/// Goal: the error names the region the server expects, as AWS does, in a
+/// `<Region>` element. Regression: s3cmd signs with its default region "US"
+/// first and reads this element to sign again; without it, every s3cmd
+/// command failed.
+#[test]
+fn wrong_region_error_names_the_expected_region() {
+    let server = Server::start();
+    let request = server.request("GET", "/");
+    let response = server.send(&request.sign(&server.keys, "US"));
+    assert_eq!(response.status, 400, "{}", response.text());
+    let text = response.text();
+    assert!(
+        text.contains("<Code>AuthorizationHeaderMalformed</Code>"),
+        "{text}"
+    );
+    assert!(text.contains("<Region>us-east-1</Region>"), "{text}");
+}
+
 #[test]
 fn presigned_url_is_accepted() {
     let server = Server::start();
     let created = server.send_signed(&server.request("PUT", "/presigned-bucket"));
     assert_eq!(created.status, 200, "{}", created.text());
 
-    let list = server.send(&server.request("GET", "/").presign(&server.keys, server.region(), 60));
-    assert_eq!(list.status, 200, "{}", list.text());
-    assert!(list.text().contains("<Name>presigned-bucket</Name>"), "{}", list.text());
-
-    let head = server.send(
+    let list = server.send(
         &server
-            .request("HEAD", "/presigned-bucket")
+            .request("GET", "/")
             .presign(&server.keys, server.region(), 60),
     );
+    assert_eq!(list.status, 200, "{}", list.text());
+    assert!(
+        list.text().contains("<Name>presigned-bucket</Name>"),
+        "{}",
+        list.text()
+    );
+
+    let head = server.send(&server.request("HEAD", "/presigned-bucket").presign(
+        &server.keys,
+        server.region(),
+        60,
+    ));
     assert_eq!(head.status, 200);
     assert_eq!(head.header("x-amz-bucket-region"), Some("us-east-1"));
 }
@@ -180,7 +261,7 @@ fn presigned_url_is_accepted() {
 #[test]
 fn expired_presigned_url_is_access_denied() {
     let server = Server::start();
-    let two_minutes_ago = SystemTime::now() - Duration::from_secs(120);
+    let two_minutes_ago = SystemTime::now() - Duration::from_mins(2);
     let request = server.request("GET", "/").time(two_minutes_ago);
     server
         .send(&request.presign(&server.keys, server.region(), 60))
@@ -197,7 +278,7 @@ fn presigned_url_is_not_subject_to_clock_skew() {
     let server = Server::start();
     let request = server
         .request("GET", "/")
-        .time(SystemTime::now() - Duration::from_secs(20 * 60));
+        .time(SystemTime::now() - Duration::from_mins(20));
     let response = server.send(&request.presign(&server.keys, server.region(), 3600));
     assert_eq!(response.status, 200, "{}", response.text());
 }
@@ -220,17 +301,13 @@ fn tampered_presigned_url_is_signature_does_not_match() {
         let created = server.send_signed(&server.request("PUT", &format!("/{name}")));
         assert_eq!(created.status, 200, "{}", created.text());
     }
-    let target = server
-        .request("HEAD", "/first-bucket")
-        .presigned_target(&server.keys, server.region(), 60);
+    let target =
+        server
+            .request("HEAD", "/first-bucket")
+            .presigned_target(&server.keys, server.region(), 60);
     let tampered = target.replacen("/first-bucket", "/other-bucket", 1);
-    let response = server.send(
-        format!(
-            "HEAD {tampered} HTTP/1.1\r\nHost: {}\r\n\r\n",
-            server.addr
-        )
-        .as_bytes(),
-    );
+    let response = server
+        .send(format!("HEAD {tampered} HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).as_bytes());
     assert_eq!(response.status, 403);
     // A longer expiry than the one signed.
     let longer = target.replacen("X-Amz-Expires=60", "X-Amz-Expires=600", 1);
@@ -240,10 +317,10 @@ fn tampered_presigned_url_is_signature_does_not_match() {
 }
 
 /// Goal: URLs presigned by the official SDK are accepted, and refused once
-/// expired. Method: the SDK presigns GetObject (it cannot presign bucket
+/// expired. Method: the SDK presigns `GetObject` (it cannot presign bucket
 /// operations); `start_time` in the past makes an expired URL without
 /// waiting. A valid URL passes authentication and reaches the operation:
-/// 501 NotImplemented while objects are not implemented, 404 NoSuchKey
+/// 501 `NotImplemented` while objects are not implemented, 404 `NoSuchKey`
 /// once they are; either way, never a 403.
 #[tokio::test]
 async fn sdk_presigned_urls() {
@@ -268,7 +345,7 @@ async fn sdk_presigned_urls() {
         );
         for (name, value) in presigned.headers() {
             if !name.eq_ignore_ascii_case("host") {
-                request.push_str(&format!("{name}: {value}\r\n"));
+                let _ = write!(request, "{name}: {value}\r\n");
             }
         }
         request.push_str("\r\n");
@@ -279,7 +356,7 @@ async fn sdk_presigned_urls() {
         .get_object()
         .bucket("sdk-presigned")
         .key("missing-key")
-        .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
+        .presigned(PresigningConfig::expires_in(Duration::from_mins(5)).unwrap())
         .await
         .expect("presign");
     let response = send_presigned(valid);
@@ -294,8 +371,8 @@ async fn sdk_presigned_urls() {
         .key("missing-key")
         .presigned(
             PresigningConfig::builder()
-                .start_time(SystemTime::now() - Duration::from_secs(3600))
-                .expires_in(Duration::from_secs(60))
+                .start_time(SystemTime::now() - Duration::from_hours(1))
+                .expires_in(Duration::from_mins(1))
                 .build()
                 .unwrap(),
         )
@@ -310,8 +387,8 @@ async fn sdk_presigned_urls() {
 fn clock_skew_over_fifteen_minutes_is_refused() {
     let server = Server::start();
     let now = SystemTime::now();
-    let twenty_minutes = Duration::from_secs(20 * 60);
-    let ten_minutes = Duration::from_secs(10 * 60);
+    let twenty_minutes = Duration::from_mins(20);
+    let ten_minutes = Duration::from_mins(10);
     for time in [now - twenty_minutes, now + twenty_minutes] {
         server
             .send(&server.sign(&server.request("GET", "/").time(time)))
@@ -326,7 +403,7 @@ fn clock_skew_over_fifteen_minutes_is_refused() {
 /// Goal: `Expect: 100-continue` gets `100 Continue` only after the head is
 /// authenticated; a refused request gets its final error at once, so the
 /// client never uploads a body that would be thrown away. Method: send only
-/// the head of a CreateBucket with a body, and read the first response.
+/// the head of a `CreateBucket` with a body, and read the first response.
 #[test]
 fn expect_continue_with_bad_signature_gets_the_final_error_without_100() {
     let server = Server::start();
@@ -342,7 +419,10 @@ fn expect_continue_with_bad_signature_gets_the_final_error_without_100() {
     let started = std::time::Instant::now();
     conn.send(&request.sign(&wrong, server.region()));
     let response = conn.response();
-    assert_ne!(response.status, 100, "100 Continue sent before authentication");
+    assert_ne!(
+        response.status, 100,
+        "100 Continue sent before authentication"
+    );
     response.assert_s3_error(403, "SignatureDoesNotMatch");
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -380,7 +460,10 @@ fn content_sha256_mismatch_is_refused() {
         .send(&server.sign(&request))
         .assert_s3_error(400, "XAmzContentSHA256Mismatch");
     let head = server.send_signed(&server.request("HEAD", "/mismatch-bucket"));
-    assert_eq!(head.status, 404, "a refused CreateBucket must not create the bucket");
+    assert_eq!(
+        head.status, 404,
+        "a refused CreateBucket must not create the bucket"
+    );
 
     // The empty-body hash with a non-empty body is a mismatch too.
     let request = server
@@ -402,7 +485,9 @@ fn unsigned_payload_and_hex_sha256_bodies_are_accepted() {
         .content_sha256(UNSIGNED_PAYLOAD);
     let response = server.send(&server.sign(&unsigned));
     assert_eq!(response.status, 200, "{}", response.text());
-    let hashed = server.request("PUT", "/hashed-payload").body(body.as_bytes());
+    let hashed = server
+        .request("PUT", "/hashed-payload")
+        .body(body.as_bytes());
     let response = server.send(&server.sign(&hashed));
     assert_eq!(response.status, 200, "{}", response.text());
     for name in ["unsigned-payload", "hashed-payload"] {
@@ -411,50 +496,136 @@ fn unsigned_payload_and_hex_sha256_bodies_are_accepted() {
     }
 }
 
-/// An aws-chunked body with a signature chain (`STREAMING-AWS4-HMAC-SHA256-
-/// PAYLOAD`), split into chunks of `chunk_len`. `corrupt` flips one byte of
-/// the last data chunk's signature.
-fn streaming_request(server: &Server, path: &str, data: &[u8], chunk_len: usize, corrupt: bool) -> Vec<u8> {
-    let request = server
+/// The three aws-chunked forms of `x-amz-content-sha256`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Streaming {
+    /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD`
+    Signed,
+    /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER`
+    SignedTrailer,
+    /// `STREAMING-UNSIGNED-PAYLOAD-TRAILER`
+    UnsignedTrailer,
+}
+
+/// A `PUT path` whose body is `data` in aws-chunked framing, in chunks of
+/// `chunk_len`, with an `x-amz-checksum-crc32c` trailer in the trailer
+/// forms. `corrupt` flips one hex digit of the last data chunk's signature
+/// (signed forms) or of the trailer signature (`SignedTrailer`).
+fn streaming_request(
+    server: &Server,
+    mode: Streaming,
+    path: &str,
+    data: &[u8],
+    chunk_len: usize,
+    corrupt: bool,
+) -> Vec<u8> {
+    let content_sha256 = match mode {
+        Streaming::Signed => STREAMING_PAYLOAD,
+        Streaming::SignedTrailer => "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+        Streaming::UnsignedTrailer => "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    };
+    let mut request = server
         .request("PUT", path)
-        .content_sha256(STREAMING_PAYLOAD)
+        .content_sha256(content_sha256)
         .header("Content-Encoding", "aws-chunked")
         .header("x-amz-decoded-content-length", &data.len().to_string());
+    if mode != Streaming::Signed {
+        request = request.header("x-amz-trailer", "x-amz-checksum-crc32c");
+    }
+    let flip = |signature: &mut String| {
+        let flipped = if signature.starts_with('0') { "1" } else { "0" };
+        signature.replace_range(0..1, flipped);
+    };
     let (seed, _) = request.signature(&server.keys, server.region());
     let mut previous = seed.signature;
     let mut body = Vec::new();
     let chunks: Vec<&[u8]> = data.chunks(chunk_len).chain([&[][..]]).collect();
     let last_data_chunk = chunks.len() - 2;
     for (index, chunk) in chunks.iter().enumerate() {
-        let mut signature =
-            chunk_signature(&server.keys, server.region(), request.time, &previous, chunk);
-        previous = signature.clone();
-        if corrupt && index == last_data_chunk {
-            let flipped = if signature.starts_with('0') { "1" } else { "0" };
-            signature.replace_range(0..1, flipped);
+        if mode == Streaming::UnsignedTrailer {
+            body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        } else {
+            let mut signature = chunk_signature(
+                &server.keys,
+                server.region(),
+                request.time,
+                &previous,
+                chunk,
+            );
+            previous.clone_from(&signature);
+            if corrupt && mode == Streaming::Signed && index == last_data_chunk {
+                flip(&mut signature);
+            }
+            body.extend_from_slice(
+                format!("{:x};chunk-signature={signature}\r\n", chunk.len()).as_bytes(),
+            );
         }
-        body.extend_from_slice(format!("{:x};chunk-signature={signature}\r\n", chunk.len()).as_bytes());
         body.extend_from_slice(chunk);
+        if !chunk.is_empty() {
+            body.extend_from_slice(b"\r\n");
+        }
+    }
+    if mode == Streaming::Signed {
+        body.extend_from_slice(b"\r\n");
+    } else {
+        let crc = common::base64(&crc32c::crc32c(data).to_be_bytes());
+        let trailer = format!("x-amz-checksum-crc32c:{crc}");
+        body.extend_from_slice(format!("{trailer}\r\n").as_bytes());
+        if mode == Streaming::SignedTrailer {
+            let mut signature = common::trailer_signature(
+                &server.keys,
+                server.region(),
+                request.time,
+                &previous,
+                &format!("{trailer}\n"),
+            );
+            if corrupt {
+                flip(&mut signature);
+            }
+            body.extend_from_slice(format!("x-amz-trailer-signature:{signature}\r\n").as_bytes());
+        }
         body.extend_from_slice(b"\r\n");
     }
     server.sign(&request.body(&body))
 }
 
-/// Goal: a streaming-signed body is decoded and every chunk signature in
-/// the chain is checked. Method: CreateBucket is the one implemented
-/// operation with a body; its CreateBucketConfiguration is sent in 3 chunks.
+/// Goal: every aws-chunked form is decoded, and in the signed forms every
+/// chunk signature and the trailer signature are checked. Method:
+/// `CreateBucket` is the one implemented operation with a body; its
+/// `CreateBucketConfiguration` is sent in 3 chunks.
 #[test]
-fn streaming_signed_body_is_verified() {
+fn streaming_bodies_are_decoded_and_verified() {
     let server = Server::start();
     let body = create_bucket_configuration(Some("us-east-1"));
-    let good = streaming_request(&server, "/streaming-bucket", body.as_bytes(), 64, false);
-    let response = server.send(&good);
-    assert_eq!(response.status, 200, "{}", response.text());
+    for (index, mode) in [
+        Streaming::Signed,
+        Streaming::SignedTrailer,
+        Streaming::UnsignedTrailer,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = format!("/streaming-{index}");
+        let good = streaming_request(&server, mode, &path, body.as_bytes(), 64, false);
+        let response = server.send(&good);
+        assert_eq!(response.status, 200, "{mode:?}: {}", response.text());
+        let head = server.send_signed(&server.request("HEAD", &path));
+        assert_eq!(head.status, 200, "{mode:?}");
 
-    let bad = streaming_request(&server, "/streaming-bad", body.as_bytes(), 64, true);
-    server.send(&bad).assert_s3_error(403, "SignatureDoesNotMatch");
-    let head = server.send_signed(&server.request("HEAD", "/streaming-bad"));
-    assert_eq!(head.status, 404, "a body with a bad chunk signature must have no effect");
+        if mode == Streaming::UnsignedTrailer {
+            continue;
+        }
+        let path = format!("/streaming-bad-{index}");
+        let bad = streaming_request(&server, mode, &path, body.as_bytes(), 64, true);
+        server
+            .send(&bad)
+            .assert_s3_error(403, "SignatureDoesNotMatch");
+        let head = server.send_signed(&server.request("HEAD", &path));
+        assert_eq!(
+            head.status, 404,
+            "{mode:?}: a body with a bad signature must have no effect"
+        );
+    }
 }
 
 #[tokio::test]
@@ -466,4 +637,27 @@ async fn sdk_error_carries_the_request_id_of_the_response() {
     let failure = sdk_failure(&error);
     let body_id = common::xml_element(&failure.body, "RequestId");
     assert_eq!(body_id, failure.request_id, "{failure:?}");
+}
+
+/// Goal: every `x-amz-*` header must be signed, as S3 requires, so that a
+/// header added to a signed request or a presigned URL (say `x-amz-acl`)
+/// cannot change what it does. Unsigned, it is `403 AccessDenied`.
+#[test]
+fn unsigned_amz_headers_are_access_denied() {
+    let server = Server::start();
+    let request = server
+        .request("PUT", "/unsigned-header")
+        .unsigned_header("x-amz-acl", "private");
+    server
+        .send(&server.sign(&request))
+        .assert_s3_error(403, "AccessDenied");
+    server
+        .send(&request.presign(&server.keys, server.region(), 60))
+        .assert_s3_error(403, "AccessDenied");
+    // Signed, the same header is fine.
+    let signed = server
+        .request("PUT", "/unsigned-header")
+        .header("x-amz-acl", "private");
+    let response = server.send(&server.sign(&signed));
+    assert_eq!(response.status, 200, "{}", response.text());
 }

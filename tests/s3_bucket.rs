@@ -1,5 +1,5 @@
-//! Bucket operations against the real binary: ListBuckets, CreateBucket,
-//! HeadBucket, DeleteBucket, GetBucketLocation, through the official SDK
+//! Bucket operations against the real binary: `ListBuckets`, `CreateBucket`,
+//! `HeadBucket`, `DeleteBucket`, `GetBucketLocation`, through the official SDK
 //! (which must work unmodified) and through raw requests where the exact
 //! status or header matters; path style and virtual-hosted style; across
 //! cores and across restarts; and the 501 of operations that are not
@@ -19,7 +19,7 @@ async fn bucket_names(client: &aws_sdk_s3::Client) -> Vec<String> {
         .collect()
 }
 
-/// HeadBucket through the SDK must fail with 404 (no body, so the SDK's
+/// `HeadBucket` through the SDK must fail with 404 (no body, so the SDK's
 /// `NotFound`).
 async fn assert_head_bucket_404(client: &aws_sdk_s3::Client, bucket: &str) {
     let error = client
@@ -64,7 +64,9 @@ async fn bucket_lifecycle(server: &Server) {
         .await
         .expect("GetBucketLocation");
     // AWS answers us-east-1 with an empty LocationConstraint.
-    let constraint = location.location_constraint().map(BucketLocationConstraint::as_str);
+    let constraint = location
+        .location_constraint()
+        .map(BucketLocationConstraint::as_str);
     assert!(
         matches!(constraint, None | Some("")),
         "us-east-1 is an empty LocationConstraint, got {constraint:?}"
@@ -144,7 +146,10 @@ fn bucket_operations_answer_exact_statuses_and_headers() {
 
     let list = server.send_signed(&server.request("GET", "/"));
     assert_eq!(list.status, 200);
-    assert!(list.header("content-type").is_some_and(|value| value.contains("xml")));
+    assert!(
+        list.header("content-type")
+            .is_some_and(|value| value.contains("xml"))
+    );
     assert_eq!(
         common::xml_elements(&list.text(), "Name"),
         ["raw-bucket"],
@@ -163,8 +168,14 @@ fn bucket_operations_answer_exact_statuses_and_headers() {
     let text = server
         .send_signed(&server.request("DELETE", "/raw-bucket"))
         .assert_s3_error(404, "NoSuchBucket");
-    assert_eq!(common::xml_element(&text, "Resource").as_deref(), Some("/raw-bucket"));
-    assert_eq!(common::xml_element(&text, "BucketName").as_deref(), Some("raw-bucket"));
+    assert_eq!(
+        common::xml_element(&text, "Resource").as_deref(),
+        Some("/raw-bucket")
+    );
+    assert_eq!(
+        common::xml_element(&text, "BucketName").as_deref(),
+        Some("raw-bucket")
+    );
     server
         .send_signed(&server.request("GET", "/raw-bucket?location"))
         .assert_s3_error(404, "NoSuchBucket");
@@ -204,7 +215,11 @@ fn invalid_bucket_names_are_refused() {
     let list = server.send_signed(&server.request("GET", "/"));
     let mut names = common::xml_elements(&list.text(), "Name");
     names.sort();
-    let mut expected = vec!["abc".to_owned(), longest.clone(), "dots.and-hyphens.9".to_owned()];
+    let mut expected = vec![
+        "abc".to_owned(),
+        longest.clone(),
+        "dots.and-hyphens.9".to_owned(),
+    ];
     expected.sort();
     assert_eq!(names, expected);
 }
@@ -222,8 +237,8 @@ async fn sdk_invalid_bucket_name_is_refused() {
 }
 
 /// Goal: a server in another region creates buckets there when the
-/// configuration names its region, refuses any other LocationConstraint,
-/// and answers a repeated create with 409 BucketAlreadyOwnedByYou (only
+/// configuration names its region, refuses any other `LocationConstraint`,
+/// and answers a repeated create with 409 `BucketAlreadyOwnedByYou` (only
 /// us-east-1 keeps the legacy 200).
 #[tokio::test]
 async fn create_bucket_configuration_in_the_server_region() {
@@ -370,8 +385,8 @@ async fn restart_keeps_buckets() {
 
 /// Goal: the bucket catalog is one truth for every core. Method: each
 /// create, head and list goes over a new connection, so the kernel spreads
-/// them over the cores' SO_REUSEPORT sockets; every core must see every
-/// bucket at once, and ListBuckets sorts names as AWS does.
+/// them over the cores' `SO_REUSEPORT` sockets; every core must see every
+/// bucket at once, and `ListBuckets` sorts names as AWS does.
 #[test]
 fn every_core_sees_every_bucket() {
     let server = Server::start();
@@ -399,7 +414,11 @@ fn every_core_sees_every_bucket() {
     }
     for _ in 0..4 {
         let list = server.send_signed(&server.request("GET", "/"));
-        assert!(common::xml_elements(&list.text(), "Name").is_empty(), "{}", list.text());
+        assert!(
+            common::xml_elements(&list.text(), "Name").is_empty(),
+            "{}",
+            list.text()
+        );
     }
 }
 
@@ -420,7 +439,11 @@ async fn unimplemented_operations_answer_501() {
         .expect("CreateBucket");
 
     expect_sdk_error(
-        client.get_bucket_website().bucket("unimplemented").send().await,
+        client
+            .get_bucket_website()
+            .bucket("unimplemented")
+            .send()
+            .await,
         501,
         "NotImplemented",
     );
@@ -443,7 +466,11 @@ async fn unimplemented_operations_answer_501() {
         "NotImplemented",
     );
     expect_sdk_error(
-        client.delete_bucket_website().bucket("unimplemented").send().await,
+        client
+            .delete_bucket_website()
+            .bucket("unimplemented")
+            .send()
+            .await,
         501,
         "NotImplemented",
     );
@@ -485,7 +512,11 @@ fn virtual_hosted_style_requests() {
 
     let location = server.send_signed(&request("GET", "/?location"));
     assert_eq!(location.status, 200, "{}", location.text());
-    assert!(location.text().contains("<LocationConstraint"), "{}", location.text());
+    assert!(
+        location.text().contains("<LocationConstraint"),
+        "{}",
+        location.text()
+    );
 
     server
         .send_signed(&request("GET", "/?website"))
@@ -516,4 +547,123 @@ fn virtual_host_domains_come_from_the_config() {
     assert_eq!(created.status, 200, "{}", created.text());
     let head = server.send_signed(&server.request("HEAD", "/configured"));
     assert_eq!(head.status, 200);
+}
+
+/// Goal: concurrent creates of one name from many connections (so, many
+/// cores) have one winner: in a region other than us-east-1 exactly one
+/// gets 200 and every other one 409 `BucketAlreadyOwnedByYou`; concurrent
+/// creates of distinct names all land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_have_one_winner() {
+    const RACERS: usize = 8;
+    let server = ServerOptions::new().region("eu-west-1").start();
+    let configuration = CreateBucketConfiguration::builder()
+        .location_constraint(BucketLocationConstraint::EuWest1)
+        .build();
+
+    let mut racers = tokio::task::JoinSet::new();
+    for _ in 0..RACERS {
+        // One client each: separate connection pools, so separate cores.
+        let client = server.client();
+        let configuration = configuration.clone();
+        racers.spawn(async move {
+            client
+                .create_bucket()
+                .bucket("contended")
+                .create_bucket_configuration(configuration)
+                .send()
+                .await
+        });
+    }
+    let mut winners = 0;
+    while let Some(outcome) = racers.join_next().await {
+        match outcome.expect("task") {
+            Ok(_) => winners += 1,
+            Err(error) => {
+                let failure = sdk_failure(&error);
+                assert_eq!(
+                    (failure.status, failure.code.as_deref()),
+                    (409, Some("BucketAlreadyOwnedByYou")),
+                    "{failure:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(winners, 1, "exactly one concurrent CreateBucket may win");
+
+    let mut creators = tokio::task::JoinSet::new();
+    for index in 0..RACERS {
+        let client = server.client();
+        let configuration = configuration.clone();
+        creators.spawn(async move {
+            client
+                .create_bucket()
+                .bucket(format!("parallel-{index}"))
+                .create_bucket_configuration(configuration)
+                .send()
+                .await
+        });
+    }
+    while let Some(outcome) = creators.join_next().await {
+        outcome
+            .expect("task")
+            .expect("CreateBucket of a distinct name");
+    }
+    let names = bucket_names(&server.client()).await;
+    let mut expected: Vec<String> = (0..RACERS)
+        .map(|index| format!("parallel-{index}"))
+        .collect();
+    expected.insert(0, "contended".to_owned());
+    expected.sort();
+    assert_eq!(names, expected);
+}
+
+/// Goal: `ListBuckets` pages with `max-buckets` and `continuation-token`
+/// and filters with `prefix`, in name order. Method: the SDK's paginator.
+#[tokio::test]
+async fn list_buckets_pages_and_prefix() {
+    let server = Server::start();
+    let client = server.client();
+    let names = ["page-a", "page-b", "page-c", "page-d", "page-e", "other-x"];
+    for name in names {
+        client
+            .create_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .expect("CreateBucket");
+    }
+    let mut pages = Vec::new();
+    let mut paginator = client.list_buckets().max_buckets(2).into_paginator().send();
+    while let Some(page) = paginator.next().await {
+        let page = page.expect("ListBuckets page");
+        pages.push(
+            page.buckets()
+                .iter()
+                .map(|bucket| bucket.name().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>(),
+        );
+        assert!(pages.len() <= 4, "too many pages: {pages:?}");
+    }
+    assert_eq!(
+        pages,
+        [
+            vec!["other-x", "page-a"],
+            vec!["page-b", "page-c"],
+            vec!["page-d", "page-e"],
+        ]
+    );
+
+    let filtered = client
+        .list_buckets()
+        .prefix("page-")
+        .send()
+        .await
+        .expect("ListBuckets with prefix");
+    let filtered: Vec<&str> = filtered
+        .buckets()
+        .iter()
+        .filter_map(|bucket| bucket.name())
+        .collect();
+    assert_eq!(filtered, ["page-a", "page-b", "page-c", "page-d", "page-e"]);
 }

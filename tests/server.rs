@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::{Duration, Instant};
 
-use common::{Keys, Server, ServerOptions, online_cores};
+use common::{Keys, Server, ServerOptions, metric, online_cores};
 
 /// Goal: with no credentials configured, the first start generates a pair,
 /// prints it, and stores it in `<data-dir>/credentials.toml` readable by
@@ -24,11 +24,25 @@ async fn generated_credentials_are_printed_stored_privately_and_reused() {
         assert!(!value.contains(char::is_whitespace), "{value:?}");
     }
     assert_ne!(keys.access_key_id, common::ACCESS_KEY_ID);
-    let mode = std::fs::metadata(&path).expect("credentials.toml").permissions().mode();
-    assert_eq!(mode & 0o777, 0o600, "credentials.toml mode is {:o}", mode & 0o777);
+    let mode = std::fs::metadata(&path)
+        .expect("credentials.toml")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "credentials.toml mode is {:o}",
+        mode & 0o777
+    );
     let printed = server.stdout_lines.join("\n");
-    assert!(printed.contains(&keys.access_key_id), "key id not printed:\n{printed}");
-    assert!(printed.contains(&keys.secret_access_key), "secret not printed:\n{printed}");
+    assert!(
+        printed.contains(&keys.access_key_id),
+        "key id not printed:\n{printed}"
+    );
+    assert!(
+        printed.contains(&keys.secret_access_key),
+        "secret not printed:\n{printed}"
+    );
 
     server
         .client()
@@ -40,11 +54,23 @@ async fn generated_credentials_are_printed_stored_privately_and_reused() {
 
     let stored = std::fs::read(&path).expect("credentials.toml");
     server.restart();
-    assert_eq!(std::fs::read(&path).expect("credentials.toml"), stored, "file rewritten");
+    assert_eq!(
+        std::fs::read(&path).expect("credentials.toml"),
+        stored,
+        "file rewritten"
+    );
     assert_eq!(common::read_stored_keys(&server.data_dir()), keys);
-    let mode = std::fs::metadata(&path).expect("credentials.toml").permissions().mode();
+    let mode = std::fs::metadata(&path)
+        .expect("credentials.toml")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let listed = server.client().list_buckets().send().await.expect("same keys after restart");
+    let listed = server
+        .client()
+        .list_buckets()
+        .send()
+        .await
+        .expect("same keys after restart");
     assert_eq!(listed.buckets().len(), 1);
 }
 
@@ -55,7 +81,12 @@ async fn generated_credentials_are_printed_stored_privately_and_reused() {
 async fn configured_credentials_are_not_stored_or_printed() {
     let server = Server::start();
     assert!(!server.data_dir().join("credentials.toml").exists());
-    server.client().list_buckets().send().await.expect("configured keys work");
+    server
+        .client()
+        .list_buckets()
+        .send()
+        .await
+        .expect("configured keys work");
     let output = format!("{}\n{}", server.stdout().join("\n"), server.stderr());
     assert!(
         !output.contains(common::SECRET_ACCESS_KEY),
@@ -65,14 +96,18 @@ async fn configured_credentials_are_not_stored_or_printed() {
 
 #[tokio::test]
 async fn credentials_from_the_config_file() {
-    let keys = Keys::new("RSCONFIGFILEKEY00001", "config/file+secret/0123456789abcdefghijk");
-    let server = ServerOptions::new()
-        .no_keys()
-        .config(&format!("access_key_id = \"{}\"", keys.access_key_id))
-        .config(&format!("secret_access_key = \"{}\"", keys.secret_access_key))
-        .start();
+    let keys = Keys::new(
+        "RSCONFIGFILEKEY00001",
+        "config/file+secret/0123456789abcdefghijk",
+    );
+    let server = ServerOptions::new().config_keys(keys.clone()).start();
+    assert_eq!(server.keys, keys);
     let client = server.client_with(&keys, server.region());
-    client.list_buckets().send().await.expect("keys from the config file work");
+    client
+        .list_buckets()
+        .send()
+        .await
+        .expect("keys from the config file work");
     assert!(!server.data_dir().join("credentials.toml").exists());
 }
 
@@ -127,7 +162,9 @@ fn s3_port_in_use_is_a_clean_start_error() {
 fn admin_port_in_use_is_a_clean_start_error() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("address");
-    let exited = ServerOptions::new().admin_listen(addr).start_expecting_failure();
+    let exited = ServerOptions::new()
+        .admin_listen(addr)
+        .start_expecting_failure();
     let line = exited.assert_clean_start_error();
     assert!(line.contains(&addr.port().to_string()), "{line}");
     drop(taken);
@@ -138,9 +175,14 @@ fn unusable_data_dir_is_a_clean_start_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("not-a-directory");
     std::fs::write(&file, b"a file where the data directory should be").expect("write");
-    let exited = ServerOptions::new().data_dir(&file).start_expecting_failure();
+    let exited = ServerOptions::new()
+        .data_dir(&file)
+        .start_expecting_failure();
     let line = exited.assert_clean_start_error();
-    assert!(line.contains("not-a-directory"), "the error must name the path: {line}");
+    assert!(
+        line.contains("not-a-directory"),
+        "the error must name the path: {line}"
+    );
 }
 
 /// Goal: two processes never share a data directory.
@@ -165,18 +207,30 @@ fn data_dir_created_with_another_core_count_is_a_clean_start_error() {
         return;
     }
     let mut server = ServerOptions::new().cores(1).start();
-    assert_eq!(server.send_signed(&server.request("PUT", "/sharded")).status, 200);
+    assert_eq!(
+        server
+            .send_signed(&server.request("PUT", "/sharded"))
+            .status,
+        200
+    );
     server.stop();
     let two_cores = server.options().clone().cores(2);
     let exited = server
-        .start_again(two_cores)
+        .start_again(&two_cores)
         .expect_err("--cores 2 on a data dir made with --cores 1 must be refused");
     let line = exited.assert_clean_start_error();
     assert!(line.contains("cores"), "{line}");
 
     let one_core = server.options().clone().cores(1);
-    server.start_again(one_core).expect("the original core count still starts");
-    assert_eq!(server.send_signed(&server.request("HEAD", "/sharded")).status, 200);
+    server
+        .start_again(&one_core)
+        .expect("the original core count still starts");
+    assert_eq!(
+        server
+            .send_signed(&server.request("HEAD", "/sharded"))
+            .status,
+        200
+    );
 }
 
 #[test]
@@ -185,9 +239,15 @@ fn invalid_configuration_is_a_clean_start_error() {
         .config("lisen = \"127.0.0.1:1\"")
         .start_expecting_failure();
     let line = exited.assert_clean_start_error();
-    assert!(line.contains("lisen"), "the error must name the unknown setting: {line}");
+    assert!(
+        line.contains("lisen"),
+        "the error must name the unknown setting: {line}"
+    );
 
-    ServerOptions::new().cores(0).start_expecting_failure().assert_clean_start_error();
+    ServerOptions::new()
+        .cores(0)
+        .start_expecting_failure()
+        .assert_clean_start_error();
     ServerOptions::new()
         .cores(online_cores() + 1)
         .start_expecting_failure()
@@ -196,6 +256,27 @@ fn invalid_configuration_is_a_clean_start_error() {
         .config("connections_per_core_max = 0")
         .start_expecting_failure()
         .assert_clean_start_error();
+}
+
+/// Goal: with `--admin-listen 127.0.0.1:0` the bound admin address can be
+/// found in the log, as `admin_addr=127.0.0.1:PORT`, and serves there.
+/// Method: stderr is a pipe here, as under systemd or in a container, so
+/// the line must be plain text there (no terminal colour codes splitting
+/// `admin_addr` from its value).
+#[test]
+fn admin_port_zero_is_logged_and_served() {
+    let server = ServerOptions::new()
+        .admin_listen("127.0.0.1:0".parse().expect("address"))
+        .start();
+    // The fixture found the port in the log (ignoring colour codes).
+    assert_ne!(server.admin_addr.port(), 0);
+    assert_eq!(server.admin_get("/health/live").status, 200);
+    let plain = format!("admin_addr={}", server.admin_addr);
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains(&plain),
+        "stderr is not a terminal, so the log must be plain text with {plain:?}:\n{stderr:?}"
+    );
 }
 
 #[test]
@@ -208,17 +289,8 @@ fn admin_health_endpoints() {
     assert_eq!(server.admin_get("/no-such-endpoint").status, 404);
 }
 
-/// The value of the metric line that starts with `series` followed by a
-/// space (`series` includes its labels).
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
-        value.trim().parse().ok()
-    })
-}
-
 /// Goal: `/metrics` counts each answered request by operation and status,
-/// over all cores. Method: 3 ListBuckets (200) and 1 anonymous one (403) on
+/// over all cores. Method: 3 `ListBuckets` (200) and 1 anonymous one (403) on
 /// new connections, which land on any core; poll until the counts show.
 #[tokio::test]
 async fn admin_metrics_count_requests() {
@@ -257,7 +329,10 @@ async fn admin_metrics_count_requests() {
         metric(&text, "ringstore_sent_bytes_total").is_some_and(|bytes| bytes > 0.0),
         "{text}"
     );
-    assert!(text.contains("# TYPE ringstore_requests_total counter"), "{text}");
+    assert!(
+        text.contains("# TYPE ringstore_requests_total counter"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -269,7 +344,10 @@ fn admin_metrics_show_every_core() {
         assert!(metric(&text, &series).is_some(), "no {series}:\n{text}");
     }
     let extra = format!("ringstore_open_connections{{core=\"{}\"}}", online_cores());
-    assert!(metric(&text, &extra).is_none(), "more cores than asked:\n{text}");
+    assert!(
+        metric(&text, &extra).is_none(),
+        "more cores than asked:\n{text}"
+    );
 
     // An open connection shows in the gauge of some core.
     let mut conn = server.connect();
@@ -277,7 +355,95 @@ fn admin_metrics_show_every_core() {
     assert_eq!(conn.response().status, 200);
     let text = server.admin_get("/metrics").text();
     let open: f64 = (0..online_cores())
-        .filter_map(|core| metric(&text, &format!("ringstore_open_connections{{core=\"{core}\"}}")))
+        .filter_map(|core| {
+            metric(
+                &text,
+                &format!("ringstore_open_connections{{core=\"{core}\"}}"),
+            )
+        })
         .sum();
     assert!(open >= 1.0, "an open connection is not counted:\n{text}");
+}
+
+/// Goal: SIGTERM lets requests that are in flight finish (within the drain
+/// time) before the process exits 0, on every core. Method: several
+/// connections (so that some land on each core) each send half of a
+/// `CreateBucket` body; then SIGTERM, then the other halves. Every request
+/// must be answered promptly and every bucket must exist after a restart.
+#[test]
+fn sigterm_lets_in_flight_requests_finish() {
+    const IN_FLIGHT: usize = 8;
+    let mut server = Server::start();
+    let body = common::create_bucket_configuration(None);
+    let mut in_flight = Vec::new();
+    for index in 0..IN_FLIGHT {
+        let path = format!("/in-flight-{index}");
+        let request = server.sign(&server.request("PUT", &path).body(body.as_bytes()));
+        let split = request.len() - body.len() / 2;
+        let mut conn = server.connect();
+        conn.send(&request[..split]);
+        in_flight.push((path, conn, request[split..].to_vec()));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    server.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    for (path, conn, rest) in &mut in_flight {
+        conn.send(rest);
+        let response = conn
+            .try_response(false)
+            .unwrap_or_else(|error| panic!("{path}: no answer during shutdown: {error}"));
+        assert_eq!(response.status, 200, "{path}: {}", response.text());
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "draining requests took {:?}",
+        started.elapsed()
+    );
+    let status = server
+        .wait_exit(common::STOP_TIMEOUT)
+        .expect("the server must exit after draining");
+    assert_eq!(status.code(), Some(0), "{}", server.stderr());
+
+    // The buckets were created durably: a new process on the same data dir
+    // has them.
+    let options = server.options().clone();
+    server.start_again(&options).expect("restart");
+    for (path, _, _) in &in_flight {
+        let head = server.send_signed(&server.request("HEAD", path));
+        assert_eq!(head.status, 200, "{path}");
+    }
+}
+
+/// Goal: a request in flight on any core is answered during shutdown, even
+/// when the other cores have nothing left to drain (and would otherwise
+/// stop answering the messages that request still needs). Method: for each
+/// core, one connection that landed on it sends half of a `CreateBucket`,
+/// then SIGTERM, then the other half.
+#[test]
+fn sigterm_lets_an_in_flight_request_on_each_core_finish() {
+    for core in 0..online_cores() {
+        let mut server = Server::start();
+        let body = common::create_bucket_configuration(None);
+        let request = server.sign(&server.request("PUT", "/in-flight").body(body.as_bytes()));
+        let split = request.len() - body.len() / 2;
+        let mut conn = server.connect_on_core(core);
+        conn.send(&request[..split]);
+        std::thread::sleep(Duration::from_millis(100));
+        server.signal(libc::SIGTERM);
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        conn.send(&request[split..]);
+        let response = conn.try_response(false).unwrap_or_else(|error| {
+            panic!(
+                "core {core}: no answer during shutdown after {:?}: {error}",
+                started.elapsed()
+            )
+        });
+        assert_eq!(response.status, 200, "core {core}: {}", response.text());
+        let status = server
+            .wait_exit(common::STOP_TIMEOUT)
+            .expect("the server must exit after draining");
+        assert_eq!(status.code(), Some(0), "{}", server.stderr());
+    }
 }

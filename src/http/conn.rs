@@ -135,7 +135,6 @@ async fn handle(worker: &Rc<Worker>, io: &mut ConnIo, head: &RequestHead) -> boo
     let is_head = head.method == http::Method::HEAD;
     let mut keep_alive = head.keep_alive();
     let mut operation = "Unknown";
-    let mut sent_continue = false;
 
     let framing = match head.framing() {
         Ok(framing) => framing,
@@ -149,16 +148,7 @@ async fn handle(worker: &Rc<Worker>, io: &mut ConnIo, head: &RequestHead) -> boo
     };
     let has_body = !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
 
-    let outcome = run_request(
-        worker,
-        io,
-        head,
-        framing,
-        &request_id,
-        &mut operation,
-        &mut sent_continue,
-    )
-    .await;
+    let outcome = run_request(worker, io, head, framing, &request_id, &mut operation).await;
 
     match outcome {
         Ok((response, body_done)) => {
@@ -176,11 +166,13 @@ async fn handle(worker: &Rc<Worker>, io: &mut ConnIo, head: &RequestHead) -> boo
             if error.resource.is_empty() {
                 error.resource = resource;
             }
-            // The body was not read to its end: the connection can only be
-            // reused if the client is not about to send it (it asked for
-            // 100-continue and did not get it) and nothing was sent at all.
+            // The body was not read to its end, so the next bytes on the
+            // connection may be body, not a request head. Even a client
+            // that asked for 100-continue and did not get it may send the
+            // body after its own wait (curl does after one second), so the
+            // connection is closed.
             if has_body {
-                keep_alive &= head.expects_continue() && !sent_continue;
+                keep_alive = false;
             }
             let status = error.code.status();
             if error.code == crate::error::S3ErrorCode::InternalError {
@@ -210,7 +202,6 @@ async fn run_request(
     framing: BodyFraming,
     request_id: &str,
     operation: &mut &'static str,
-    sent_continue: &mut bool,
 ) -> Result<(s3::Response, bool), (S3Error, String)> {
     let has_body = !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
     let route = crate::s3::router::route(
@@ -239,7 +230,15 @@ async fn run_request(
             SystemTime::now(),
             &mut cache,
         )
-        .map_err(|error| (S3Error::from(error), resource.clone()))?
+        .map_err(|error| {
+            let mut error = S3Error::from(error);
+            if error.code == crate::error::S3ErrorCode::AuthorizationHeaderMalformed {
+                // AWS names the region it expected; clients such as s3cmd
+                // read it from here and sign again for that region.
+                error = error.with_extra("Region", worker.config.region.clone());
+            }
+            (error, resource.clone())
+        })?
     };
     let decoded_len =
         decoded_content_length(&head.headers).map_err(|error| (error, resource.clone()))?;
@@ -247,7 +246,6 @@ async fn run_request(
         io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .await
             .map_err(|error| (S3Error::internal(error), resource.clone()))?;
-        *sent_continue = true;
     }
     let mut body = BodyReader::new(
         io,

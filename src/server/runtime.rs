@@ -15,10 +15,15 @@
 //! 3. When every core has reported, the main thread prints
 //!    `ringstore listening on http://ADDR` and waits for SIGINT or SIGTERM.
 //!
-//! Stop order: the main thread raises the stop flag; each core stops
-//! accepting, lets in-flight requests finish (at most
-//! `limits::SHUTDOWN_DRAIN_MS`), closes its mesh senders and returns; the
-//! main thread joins every executor and returns `Ok`, and the process exits 0.
+//! Stop order, in two phases because a request draining on one core may
+//! still need another core (a bucket change goes to the catalog shard, which
+//! installs it on every core): the main thread raises the stop flag; each
+//! core stops accepting, lets its in-flight requests finish (at most
+//! `limits::SHUTDOWN_DRAIN_MS`) and reports itself drained, while it keeps
+//! answering mesh calls. Once every core has drained (or the drain time is
+//! over), the main thread raises the close flag; each core closes its mesh
+//! senders and returns; the main thread joins every executor and returns
+//! `Ok`, and the process exits 0.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, IntoRawFd as _, OwnedFd, RawFd};
@@ -62,7 +67,19 @@ const FORMAT_VERSION: u32 = 1;
 /// What an executor tells the main thread.
 enum CoreEvent {
     Started,
+    /// No connection of this core is open any more (or its drain time ran
+    /// out); it still answers mesh calls.
+    Drained,
     Stopped,
+}
+
+/// The two flags the main thread raises to stop the cores.
+#[derive(Default)]
+struct StopFlags {
+    /// Stop accepting and drain connections.
+    stop: AtomicBool,
+    /// Every core has drained: close the mesh and return.
+    close: AtomicBool,
 }
 
 /// Run the server until SIGINT or SIGTERM.
@@ -92,7 +109,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         catalog: Arc::new(catalog),
         request_id_prefix: u32::from_le_bytes(random),
     });
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(StopFlags::default());
     let (events_sender, events) = crossbeam_channel::bounded(config.cores * 2);
     let mesh = MeshBuilder::full(config.cores, limits::MESH_CHANNEL_CAPACITY);
     let cpus = allowed_cpus();
@@ -129,7 +146,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     while started < config.cores {
         match events.recv_timeout(Duration::from_secs(30)) {
             Ok(CoreEvent::Started) => started += 1,
-            Ok(CoreEvent::Stopped) | Err(_) => {
+            Ok(CoreEvent::Stopped | CoreEvent::Drained) | Err(_) => {
                 return Err(StartError(format!(
                     "a core stopped during start-up{}",
                     memlock_hint()
@@ -143,7 +160,18 @@ pub fn run(config: &Config) -> Result<(), StartError> {
 
     let signal = wait_for_stop_signal(&events);
     tracing::info!(signal, "stopping");
-    stop.store(true, Ordering::Release);
+    stop.stop.store(true, Ordering::Release);
+    let deadline = Instant::now() + Duration::from_millis(limits::SHUTDOWN_DRAIN_MS + 1_000);
+    let mut drained = 0;
+    while drained < config.cores {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(wait) {
+            Ok(CoreEvent::Drained) => drained += 1,
+            Ok(CoreEvent::Started | CoreEvent::Stopped) => {}
+            Err(_) => break,
+        }
+    }
+    stop.close.store(true, Ordering::Release);
     for handle in handles {
         if handle.join().is_err() {
             return Err(StartError("a core failed while stopping".into()));
@@ -159,7 +187,7 @@ async fn serve_core(
     mesh: MeshBuilder<super::mesh::Message, glommio::channels::channel_mesh::Full>,
     listener_fd: RawFd,
     admin_fd: Option<RawFd>,
-    stop: &Arc<AtomicBool>,
+    stop: &Arc<StopFlags>,
     events: &crossbeam_channel::Sender<CoreEvent>,
 ) {
     let shard_count = setup.config.cores;
@@ -176,7 +204,7 @@ async fn serve_core(
     });
     let _ = events.send(CoreEvent::Started);
 
-    while !stop.load(Ordering::Acquire) {
+    while !stop.stop.load(Ordering::Acquire) {
         glommio::timer::sleep(Duration::from_millis(50)).await;
     }
     worker.begin_stop();
@@ -195,8 +223,11 @@ async fn serve_core(
         );
     }
     // Peers may still need this core to answer mesh calls for their own
-    // draining requests; give them the same bounded time before closing.
-    glommio::timer::sleep(Duration::from_millis(20)).await;
+    // draining requests: keep answering until every core has drained.
+    let _ = events.send(CoreEvent::Drained);
+    while !stop.close.load(Ordering::Acquire) {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
     worker.mesh.close();
     let _ = events.send(CoreEvent::Stopped);
 }

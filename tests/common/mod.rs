@@ -18,7 +18,7 @@
 //!   clients must work unmodified.
 //! - [`RawConn`]: HTTP/1.1 over a plain `TcpStream`, for tests that must
 //!   send exact bytes (limits, timeouts, pipelining, malformed requests).
-//! - [`RawRequest`]: builds such requests, unsigned, signed with SigV4 in
+//! - [`RawRequest`]: builds such requests, unsigned, signed with `SigV4` in
 //!   the `Authorization` header, or presigned. The signer is written here
 //!   from the AWS documentation, independently of the server's own, and is
 //!   checked against AWS's published example in `tests/auth.rs`.
@@ -28,8 +28,10 @@
 
 #![allow(dead_code)]
 
+use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -85,6 +87,9 @@ pub struct ServerOptions {
     /// `None`: no credentials in the environment, so the server generates a
     /// pair on its first start and reuses it later.
     keys: Option<Keys>,
+    /// Credentials written into the `--config` file instead of the
+    /// environment.
+    config_keys: Option<Keys>,
     /// Lines of the TOML file passed with `--config` (no file when empty).
     config_lines: Vec<String>,
     /// `None`: `127.0.0.1:0`.
@@ -102,6 +107,7 @@ impl Default for ServerOptions {
             cores: None,
             region: None,
             keys: Some(Keys::fixture()),
+            config_keys: None,
             config_lines: Vec::new(),
             listen: None,
             admin_listen: None,
@@ -138,6 +144,19 @@ impl ServerOptions {
     #[must_use]
     pub fn no_keys(mut self) -> Self {
         self.keys = None;
+        self
+    }
+
+    /// Configure these credentials in the `--config` file (and none in the
+    /// environment).
+    #[must_use]
+    pub fn config_keys(mut self, keys: Keys) -> Self {
+        self.keys = None;
+        self.config_lines
+            .push(format!("access_key_id = {:?}", keys.access_key_id));
+        self.config_lines
+            .push(format!("secret_access_key = {:?}", keys.secret_access_key));
+        self.config_keys = Some(keys);
         self
     }
 
@@ -362,10 +381,92 @@ impl Server {
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let admin_listen = options.admin_listen.unwrap_or_else(free_local_addr);
+        let command = self.command(options, &data_dir, listen, admin_listen);
+        let (process, lines) = self.spawn(command);
+        // Owned by `self` from here on, so that a panic below still kills
+        // the process (in `Drop`).
+        self.process = Some(process);
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut seen = Vec::new();
+        let listening = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.strip_prefix(LISTENING_PREFIX).map(|addr| {
+                        addr.trim().parse::<SocketAddr>().unwrap_or_else(|error| {
+                            panic!("unparsable listening line {line:?}: {error}")
+                        })
+                    });
+                    seen.push(line);
+                    if let Some(addr) = found {
+                        break addr;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // stdout closed: the process is exiting.
+                    let status = self.wait_exit(STOP_TIMEOUT).unwrap_or_else(|| {
+                        panic!(
+                            "ringstore closed stdout but did not exit\n{}",
+                            self.stderr()
+                        )
+                    });
+                    return Err(Exited {
+                        status,
+                        stdout: seen.join("\n"),
+                        stderr: self.stderr(),
+                    });
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "ringstore printed no listening line within {START_TIMEOUT:?}\n\
+                         --- stdout ---\n{}",
+                        seen.join("\n")
+                    );
+                }
+            }
+        };
+        assert_eq!(
+            listening.ip(),
+            listen.ip(),
+            "the listening line must name the address we asked for"
+        );
+        if listen.port() != 0 {
+            assert_eq!(listening.port(), listen.port());
+        } else {
+            assert_ne!(
+                listening.port(),
+                0,
+                "the listening line must show the real port"
+            );
+        }
+        self.addr = listening;
+        self.admin_addr = if admin_listen.port() == 0 {
+            self.logged_admin_addr()
+        } else {
+            admin_listen
+        };
+        self.stdout_lines = seen;
+        self.keys = match (&options.keys, &options.config_keys) {
+            (Some(keys), _) | (None, Some(keys)) => keys.clone(),
+            (None, None) => read_stored_keys(&data_dir),
+        };
+        self.options = options.clone();
+        Ok(())
+    }
+
+    /// The command line and environment of one start.
+    fn command(
+        &mut self,
+        options: &ServerOptions,
+        data_dir: &Path,
+        listen: SocketAddr,
+        admin_listen: SocketAddr,
+    ) -> Command {
         let mut command = Command::new(binary());
         command
             .arg("--data-dir")
-            .arg(&data_dir)
+            .arg(data_dir)
             .arg("--listen")
             .arg(listen.to_string())
             .arg("--admin-listen")
@@ -399,6 +500,28 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // If the test process dies without running `Drop` (killed by a CI
+        // timeout, say), the kernel kills the server too, so that no server
+        // outlives its test. The signal follows the *thread* that spawned
+        // the server, so start servers on the test's own thread.
+        // SAFETY: prctl is async-signal-safe and touches no memory of ours;
+        // this runs in the child between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                let signal = libc::c_ulong::from(libc::SIGKILL.unsigned_abs());
+                if libc::prctl(libc::PR_SET_PDEATHSIG, signal) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        command
+    }
+
+    /// Spawn `command` with threads draining its stdout (forwarded line by
+    /// line) and stderr (kept in `self.stderr`).
+    fn spawn(&mut self, mut command: Command) -> (Process, mpsc::Receiver<String>) {
         let mut child = command.spawn().expect("spawn the ringstore binary");
 
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -433,76 +556,27 @@ impl Server {
         };
         self.stderr = stderr;
         self.stdout = stdout;
-        let mut process = Process {
+        let process = Process {
             child,
             readers: vec![stdout_reader, stderr_reader],
         };
+        (process, lines)
+    }
 
-        let deadline = Instant::now() + START_TIMEOUT;
-        let mut seen = Vec::new();
-        let listening = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line.strip_prefix(LISTENING_PREFIX).map(|addr| {
-                        addr.trim().parse::<SocketAddr>().unwrap_or_else(|error| {
-                            panic!("unparsable listening line {line:?}: {error}")
-                        })
-                    });
-                    seen.push(line);
-                    if let Some(addr) = found {
-                        break addr;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    // stdout closed: the process is exiting.
-                    let status = wait_with_timeout(&mut process.child, STOP_TIMEOUT)
-                        .unwrap_or_else(|| {
-                            let _ = process.child.kill();
-                            process.child.wait().expect("wait for ringstore")
-                        });
-                    for reader in process.readers.drain(..) {
-                        let _ = reader.join();
-                    }
-                    let stderr = self.stderr();
-                    return Err(Exited {
-                        status,
-                        stdout: seen.join("\n"),
-                        stderr,
-                    });
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let _ = process.child.kill();
-                    let _ = process.child.wait();
-                    let stderr = self.stderr();
-                    panic!(
-                        "ringstore printed no listening line within {START_TIMEOUT:?}\n\
-                         --- stdout ---\n{}\n--- stderr ---\n{stderr}",
-                        seen.join("\n")
-                    );
-                }
-            }
-        };
-        assert_eq!(
-            listening.ip(),
-            listen.ip(),
-            "the listening line must name the address we asked for"
-        );
-        if listen.port() != 0 {
-            assert_eq!(listening.port(), listen.port());
-        } else {
-            assert_ne!(listening.port(), 0, "the listening line must show the real port");
-        }
-        self.addr = listening;
-        self.admin_addr = admin_listen;
-        self.stdout_lines = seen;
-        self.keys = match &options.keys {
-            Some(keys) => keys.clone(),
-            None => read_stored_keys(&data_dir),
-        };
-        self.options = options.clone();
-        self.process = Some(process);
-        Ok(())
+    /// The admin address the server logged (`admin_addr=IP:PORT`), for a
+    /// start with admin port 0. Colour codes are ignored here; whether the
+    /// log is plain text is a test of its own.
+    fn logged_admin_addr(&self) -> SocketAddr {
+        let found = eventually(Duration::from_secs(2), || {
+            let stderr = strip_ansi(&self.stderr());
+            let start = stderr.find("admin_addr=")? + "admin_addr=".len();
+            stderr[start..]
+                .split(char::is_whitespace)
+                .next()?
+                .parse::<SocketAddr>()
+                .ok()
+        });
+        found.unwrap_or_else(|| panic!("no admin_addr=IP:PORT on stderr:\n{}", self.stderr()))
     }
 
     /// Send `signal` to the server process.
@@ -561,8 +635,8 @@ impl Server {
 
     /// Start a stopped server again with other options on the same
     /// temporary directory; `Err` when the process exits during its start.
-    pub fn start_again(&mut self, options: ServerOptions) -> Result<(), Exited> {
-        self.launch(&options)
+    pub fn start_again(&mut self, options: &ServerOptions) -> Result<(), Exited> {
+        self.launch(options)
     }
 
     /// An SDK client with the server's credentials and region.
@@ -628,8 +702,65 @@ impl Server {
     }
 }
 
+impl Server {
+    /// `ringstore_open_connections` of each core, from `/metrics`.
+    pub fn open_connections_by_core(&self) -> Vec<u64> {
+        let text = self.admin_get("/metrics").text();
+        let mut counts = Vec::new();
+        loop {
+            let series = format!("ringstore_open_connections{{core=\"{}\"}} ", counts.len());
+            let Some(value) = text.lines().find_map(|line| line.strip_prefix(&series)) else {
+                break;
+            };
+            counts.push(
+                value
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap_or_else(|_| panic!("a gauge of connections: {series}{value}")),
+            );
+        }
+        counts
+    }
+
+    /// A raw connection that the kernel handed to `core` (the cores share
+    /// the port through `SO_REUSEPORT`, so this tries connections until
+    /// one lands there). No other S3 connection may be open meanwhile.
+    pub fn connect_on_core(&self, core: usize) -> RawConn {
+        for _ in 0..64 {
+            let conn = self.connect();
+            let counts = eventually(Duration::from_secs(2), || {
+                let counts = self.open_connections_by_core();
+                (counts.iter().sum::<u64>() == 1).then_some(counts)
+            })
+            .expect("the new connection shows in the metrics");
+            if counts.get(core) == Some(&1) {
+                return conn;
+            }
+            drop(conn);
+            eventually(Duration::from_secs(2), || {
+                (self.open_connections_by_core().iter().sum::<u64>() == 0).then_some(())
+            })
+            .expect("a closed connection leaves the metrics");
+        }
+        panic!("no connection landed on core {core} in 64 tries");
+    }
+}
+
+/// The value of the metric line that starts with `series` (labels
+/// included) followed by a space.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The test failed: the server's side of the story helps most.
+            eprintln!("--- ringstore stderr ---\n{}", self.stderr());
+        }
         if let Some(mut process) = self.process.take() {
             let _ = process.child.kill();
             let _ = process.child.wait();
@@ -643,8 +774,10 @@ impl Drop for Server {
 /// The binary under test: the one cargo built for these tests, unless
 /// `RINGSTORE_TEST_BIN` names another (a release build, say).
 pub fn binary() -> PathBuf {
-    std::env::var_os("RINGSTORE_TEST_BIN")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ringstore")), PathBuf::from)
+    std::env::var_os("RINGSTORE_TEST_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_ringstore")),
+        PathBuf::from,
+    )
 }
 
 /// Poll `child` until it exits or `timeout` passes.
@@ -667,6 +800,26 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus>
 pub fn free_local_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local address")
+}
+
+/// `text` without ANSI escape sequences (`ESC [ ... letter`).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The key pair in `<data-dir>/credentials.toml`.
@@ -718,7 +871,10 @@ where
     SdkFailure {
         status: response.status().as_u16(),
         code: error.code().map(str::to_owned),
-        request_id: response.headers().get("x-amz-request-id").map(str::to_owned),
+        request_id: response
+            .headers()
+            .get("x-amz-request-id")
+            .map(str::to_owned),
         body: response
             .body()
             .bytes()
@@ -749,7 +905,10 @@ where
         "unexpected error: {failure:?}"
     );
     let request_id = failure.request_id.as_deref().unwrap_or("");
-    assert!(!request_id.is_empty(), "every response needs x-amz-request-id: {failure:?}");
+    assert!(
+        !request_id.is_empty(),
+        "every response needs x-amz-request-id: {failure:?}"
+    );
     failure
 }
 
@@ -809,8 +968,14 @@ impl RawResponse {
             self.headers
         );
         assert!(text.contains("<Error>"), "no <Error> element: {text}");
-        assert!(text.trim_end().ends_with("</Error>"), "<Error> is not the document: {text}");
-        assert!(self.xml_element("Message").is_some(), "no <Message>: {text}");
+        assert!(
+            text.trim_end().ends_with("</Error>"),
+            "<Error> is not the document: {text}"
+        );
+        assert!(
+            self.xml_element("Message").is_some(),
+            "no <Message>: {text}"
+        );
         assert!(
             text.contains("<Resource>") || text.contains("<Resource/>"),
             "no <Resource>: {text}"
@@ -980,26 +1145,23 @@ impl RawConn {
             response.body = self.read_chunked()?;
             return Ok(response);
         }
-        match response.header("content-length") {
-            Some(length) => {
-                let length: usize = length
-                    .parse()
-                    .unwrap_or_else(|_| panic!("bad Content-Length {length:?}"));
-                while self.buf.len() < length {
-                    if !self.fill()? {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "connection closed inside a response body",
-                        ));
-                    }
+        if let Some(length) = response.header("content-length") {
+            let length: usize = length
+                .parse()
+                .unwrap_or_else(|_| panic!("bad Content-Length {length:?}"));
+            while self.buf.len() < length {
+                if !self.fill()? {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "connection closed inside a response body",
+                    ));
                 }
-                response.body = self.buf.drain(..length).collect();
             }
-            None => {
-                // No framing: the body runs to the end of the connection.
-                while self.fill()? {}
-                response.body = std::mem::take(&mut self.buf);
-            }
+            response.body = self.buf.drain(..length).collect();
+        } else {
+            // No framing: the body runs to the end of the connection.
+            while self.fill()? {}
+            response.body = std::mem::take(&mut self.buf);
         }
         Ok(response)
     }
@@ -1225,22 +1387,22 @@ pub fn canonical_query(query: &str) -> String {
         .join("&")
 }
 
-/// Percent-encode as SigV4 asks (unreserved characters kept).
+/// Percent-encode as `SigV4` asks (unreserved characters kept).
 pub fn uri_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 3);
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
             out.push(char::from(byte));
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            let _ = write!(out, "%{byte:02X}");
         }
     }
     out
 }
 
-/// The pieces of one SigV4 computation, for tests that check them.
+/// The pieces of one `SigV4` computation, for tests that check them.
 #[derive(Debug, Clone)]
-pub struct Signature {
+pub struct Signing {
     pub canonical_request: String,
     pub string_to_sign: String,
     pub signature: String,
@@ -1248,7 +1410,7 @@ pub struct Signature {
     pub scope: String,
 }
 
-/// SigV4 over explicit parts. `headers` are the signed headers as
+/// `SigV4` over explicit parts. `headers` are the signed headers as
 /// (name, value) pairs.
 #[allow(clippy::too_many_arguments)]
 pub fn sign_parts(
@@ -1260,7 +1422,7 @@ pub fn sign_parts(
     headers: &[(String, String)],
     payload_hash: &str,
     time: SystemTime,
-) -> Signature {
+) -> Signing {
     let (stamp, date) = amz_date(time);
     let mut sorted: Vec<(String, String)> = headers
         .iter()
@@ -1270,10 +1432,10 @@ pub fn sign_parts(
         })
         .collect();
     sorted.sort();
-    let canonical_headers: String = sorted
-        .iter()
-        .map(|(name, value)| format!("{name}:{value}\n"))
-        .collect();
+    let canonical_headers = sorted.iter().fold(String::new(), |mut out, (name, value)| {
+        let _ = writeln!(out, "{name}:{value}");
+        out
+    });
     let signed_headers = sorted
         .iter()
         .map(|(name, _)| name.as_str())
@@ -1290,7 +1452,7 @@ pub fn sign_parts(
     );
     let key = signing_key(&keys.secret_access_key, &date, region);
     let signature = hex::encode(hmac_sha256(&key, string_to_sign.as_bytes()));
-    Signature {
+    Signing {
         canonical_request,
         string_to_sign,
         signature,
@@ -1315,6 +1477,48 @@ pub fn chunk_signature(
     );
     let key = signing_key(&keys.secret_access_key, &date, region);
     hex::encode(hmac_sha256(&key, string_to_sign.as_bytes()))
+}
+
+/// Signature of the trailer section of a signed aws-chunked body
+/// (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER`); `canonical_trailers` is
+/// every trailer as `name:value\n`.
+pub fn trailer_signature(
+    keys: &Keys,
+    region: &str,
+    time: SystemTime,
+    previous_signature: &str,
+    canonical_trailers: &str,
+) -> String {
+    let (stamp, date) = amz_date(time);
+    let scope = format!("{date}/{region}/s3/aws4_request");
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256-TRAILER\n{stamp}\n{scope}\n{previous_signature}\n{}",
+        sha256_hex(canonical_trailers.as_bytes())
+    );
+    let key = signing_key(&keys.secret_access_key, &date, region);
+    hex::encode(hmac_sha256(&key, string_to_sign.as_bytes()))
+}
+
+/// Standard base64 with padding (for checksum headers).
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for group in bytes.chunks(3) {
+        let b = [
+            group[0],
+            *group.get(1).unwrap_or(&0),
+            *group.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for (index, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if index <= group.len() {
+                out.push(char::from(ALPHABET[(n >> shift & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// An HTTP request to build byte by byte, then send unsigned, signed or
@@ -1359,14 +1563,15 @@ impl RawRequest {
 
     #[must_use]
     pub fn host(mut self, host: &str) -> Self {
-        self.host = host.to_owned();
+        host.clone_into(&mut self.host);
         self
     }
 
     /// A header that is sent and signed.
     #[must_use]
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.signed_headers.push((name.to_owned(), value.to_owned()));
+        self.signed_headers
+            .push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -1421,9 +1626,12 @@ impl RawRequest {
 
     /// Head and body with exactly these headers after `Host`.
     fn encode(&self, target: &str, headers: &[(String, String)]) -> Vec<u8> {
-        let mut out = format!("{} {target} HTTP/1.1\r\nHost: {}\r\n", self.method, self.host);
+        let mut out = format!(
+            "{} {target} HTTP/1.1\r\nHost: {}\r\n",
+            self.method, self.host
+        );
         for (name, value) in headers {
-            out.push_str(&format!("{name}: {value}\r\n"));
+            let _ = write!(out, "{name}: {value}\r\n");
         }
         out.push_str("\r\n");
         let mut bytes = out.into_bytes();
@@ -1440,7 +1648,7 @@ impl RawRequest {
     }
 
     /// The signature this request gets in the `Authorization` form.
-    pub fn signature(&self, keys: &Keys, region: &str) -> (Signature, Vec<(String, String)>) {
+    pub fn signature(&self, keys: &Keys, region: &str) -> (Signing, Vec<(String, String)>) {
         let payload_hash = self
             .content_sha256
             .clone()
@@ -1526,7 +1734,8 @@ impl RawRequest {
     }
 }
 
-/// A `PUT /bucket` with a CreateBucketConfiguration body, or an empty one.
+/// A `CreateBucketConfiguration` document, with or without a
+/// `LocationConstraint`.
 pub fn create_bucket_configuration(location_constraint: Option<&str>) -> String {
     let constraint = location_constraint
         .map(|region| format!("<LocationConstraint>{region}</LocationConstraint>"))
