@@ -32,7 +32,11 @@ fn example() -> (HeaderMap, CredentialStore, SystemTime) {
         secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
     })
     .collect();
-    let now = SystemTime::UNIX_EPOCH + Duration::from_hours(380376);
+    let signed_at = ringstore::auth::AmzDate::parse_iso8601_basic("20130524T000000Z")
+        .expect("the example date parses")
+        .unix_seconds();
+    let now =
+        SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(signed_at).expect("after 1970"));
     (headers, store, now)
 }
 
