@@ -30,6 +30,7 @@ pub enum S3ErrorCode {
     BucketNotEmpty,
     EntityTooLarge,
     EntityTooSmall,
+    MetadataTooLarge,
     IncompleteBody,
     InternalError,
     InvalidAccessKeyId,
@@ -72,6 +73,7 @@ impl S3ErrorCode {
             Self::BucketNotEmpty => "BucketNotEmpty",
             Self::EntityTooLarge => "EntityTooLarge",
             Self::EntityTooSmall => "EntityTooSmall",
+            Self::MetadataTooLarge => "MetadataTooLarge",
             Self::IncompleteBody => "IncompleteBody",
             Self::InternalError => "InternalError",
             Self::InvalidAccessKeyId => "InvalidAccessKeyId",
@@ -110,6 +112,7 @@ impl S3ErrorCode {
             | Self::BadDigest
             | Self::EntityTooLarge
             | Self::EntityTooSmall
+            | Self::MetadataTooLarge
             | Self::IncompleteBody
             | Self::InvalidArgument
             | Self::InvalidBucketName
@@ -159,6 +162,9 @@ pub struct S3Error {
     /// Extra elements AWS adds for some codes (for example `<Region>` or
     /// `<BucketName>`), as (element, text) pairs, escaped at render time.
     pub extra: Vec<(&'static str, String)>,
+    /// Response headers AWS sends with this error (for example
+    /// `Content-Range` with `InvalidRange`).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// The internal cause, logged and never sent.
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -171,6 +177,7 @@ impl S3Error {
             message: message.into(),
             resource: String::new(),
             extra: Vec::new(),
+            headers: Vec::new(),
             source: None,
         }
     }

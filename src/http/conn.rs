@@ -34,6 +34,8 @@ use super::request::{BodyFraming, RequestHead, parse_head};
 use crate::auth::{self, RequestView};
 use crate::error::S3Error;
 use crate::s3::{self, S3Request};
+use crate::server::mesh::Request;
+use crate::server::sharding::shard_for;
 use crate::server::worker::Worker;
 
 /// At most this much of an unread request body is read and thrown away to
@@ -47,8 +49,8 @@ const IDLE_STOP_CHECK: Duration = Duration::from_millis(100);
 pub async fn serve(worker: Rc<Worker>, mut io: ConnIo) {
     let mut first = true;
     loop {
-        let head = match read_head(&worker, &mut io, first).await {
-            HeadOutcome::Head(head) => head,
+        let (head, head_len) = match read_head(&worker, &mut io, first).await {
+            HeadOutcome::Head(head, head_len) => (head, head_len),
             HeadOutcome::Closed => break,
             HeadOutcome::Error(error) => {
                 let request_id = worker.next_request_id();
@@ -64,6 +66,25 @@ pub async fn serve(worker: Rc<Worker>, mut io: ConnIo) {
             }
         };
         first = false;
+        if let Some(owner) = owner_elsewhere(&worker, &head) {
+            // The request's bytes are to be touched by the core that owns
+            // them (DESIGN.md, principle 3): the connection moves there,
+            // head and all, and that core reads the head again.
+            match io.hand_off() {
+                Ok((fd, buffered)) => {
+                    let moved = worker
+                        .mesh
+                        .call(&worker, owner, Request::AdoptConnection { fd, buffered })
+                        .await;
+                    if moved.is_err() {
+                        tracing::debug!(owner, "hand-off failed: the owner is stopping");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot hand a connection off"),
+            }
+            return;
+        }
+        io.consume(head_len);
         let keep_alive = handle(&worker, &mut io, &head).await;
         if !keep_alive || worker.is_stopping() {
             break;
@@ -73,7 +94,8 @@ pub async fn serve(worker: Rc<Worker>, mut io: ConnIo) {
 }
 
 enum HeadOutcome {
-    Head(Box<RequestHead>),
+    /// A complete head and its length in the buffer (not yet consumed).
+    Head(Box<RequestHead>, usize),
     Closed,
     Error(S3Error),
 }
@@ -90,10 +112,7 @@ async fn read_head(worker: &Worker, io: &mut ConnIo, first: bool) -> HeadOutcome
     loop {
         if !io.buffered().is_empty() {
             match parse_head(io.buffered()) {
-                Ok(Some((head, len))) => {
-                    io.consume(len);
-                    return HeadOutcome::Head(Box::new(head));
-                }
+                Ok(Some((head, len))) => return HeadOutcome::Head(Box::new(head), len),
                 Ok(None) => {}
                 Err(error) => return HeadOutcome::Error(error.into()),
             }
@@ -126,6 +145,27 @@ async fn read_head(worker: &Worker, io: &mut ConnIo, first: bool) -> HeadOutcome
             Err(_) => return HeadOutcome::Closed,
         }
     }
+}
+
+/// The core that owns the object this request names, if it is not this
+/// one. Requests that name no object (bucket operations) and requests the
+/// router refuses are answered here.
+fn owner_elsewhere(worker: &Worker, head: &RequestHead) -> Option<usize> {
+    let shard_count = worker.mesh.shard_count();
+    if shard_count == 1 {
+        return None;
+    }
+    let route = crate::s3::router::route(
+        &worker.router,
+        &head.method,
+        head.host(),
+        &head.path,
+        head.query.as_deref(),
+        &head.headers,
+    )
+    .ok()?;
+    let owner = shard_for(route.bucket.as_deref()?, route.key.as_deref()?, shard_count);
+    (owner != worker.shard_id()).then_some(owner)
 }
 
 /// Run one request to its end; returns whether the connection stays open.
@@ -315,6 +355,9 @@ async fn write_error(
     keep_alive: bool,
 ) -> std::io::Result<()> {
     let mut response = s3::Response::new(error.code.status());
+    for (name, value) in &error.headers {
+        response.headers.insert(name.clone(), value.clone());
+    }
     response.headers.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/xml"),
@@ -354,6 +397,15 @@ async fn write_response(
     let body: &[u8] = if is_head { &[] } else { &response.body };
     let mut out = Vec::with_capacity(256 + body.len());
     super::response::encode_response(&mut out, response.status, &response.headers, body);
-    io.write_all(&out).await?;
+    let Some(object) = response.object.take().filter(|_| !is_head) else {
+        io.write_all(&out).await?;
+        return io.flush().await;
+    };
+    if let Err(error) = object.send(io, out).await {
+        // The head (and maybe part of the body) is out: the only honest
+        // signal left is a short body, so the connection is closed.
+        tracing::error!(request_id, %error, "object body could not be sent");
+        return Err(std::io::Error::other("object body could not be sent"));
+    }
     io.flush().await
 }

@@ -42,6 +42,34 @@ impl ConnIo {
         }
     }
 
+    /// A connection handed over by another core, with the bytes that core
+    /// had already read from it.
+    #[must_use]
+    pub fn with_buffered(stream: TcpStream, buffered: &[u8]) -> ConnIo {
+        let mut io = ConnIo::new(stream);
+        assert!(buffered.len() <= io.buf.len());
+        io.buf[..buffered.len()].copy_from_slice(buffered);
+        io.end = buffered.len();
+        io
+    }
+
+    /// Give the connection away to another core: a duplicate of its socket
+    /// and the unconsumed input. Dropping `self` afterwards closes only this
+    /// core's descriptor (never `shutdown`), so the client sees one
+    /// continuous connection.
+    pub fn hand_off(self) -> std::io::Result<(std::os::fd::OwnedFd, Vec<u8>)> {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: dup of a descriptor this value owns and keeps open for
+        // the duration of the call.
+        let fd = unsafe { libc::dup(self.stream.as_raw_fd()) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by dup and is owned by no one else.
+        let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok((owned, self.buffered().to_vec()))
+    }
+
     /// The unconsumed input.
     #[must_use]
     pub fn buffered(&self) -> &[u8] {

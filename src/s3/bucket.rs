@@ -151,7 +151,7 @@ pub async fn create_bucket(
             "You have attempted to create more buckets than allowed"
         )),
         BucketChange::Failed => Err(S3Error::internal("the bucket catalog could not be written")),
-        BucketChange::Deleted | BucketChange::NoSuchBucket => {
+        BucketChange::Deleted | BucketChange::NoSuchBucket | BucketChange::NotEmpty => {
             unreachable!("CreateBucket answered {change:?}")
         }
     }
@@ -194,6 +194,11 @@ pub async fn delete_bucket(
     match change {
         BucketChange::Deleted => Ok(Response::new(StatusCode::NO_CONTENT)),
         BucketChange::NoSuchBucket => Err(no_such_bucket(name)),
+        BucketChange::NotEmpty => Err(s3_error!(
+            BucketNotEmpty,
+            "The bucket you tried to delete is not empty"
+        )
+        .with_extra("BucketName", name)),
         BucketChange::Failed => Err(S3Error::internal("the bucket catalog could not be written")),
         _ => unreachable!("DeleteBucket answered {change:?}"),
     }

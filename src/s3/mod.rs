@@ -9,6 +9,9 @@
 //! file here, perhaps `xml.rs`, and its test file.
 
 pub mod bucket;
+pub mod delete;
+pub mod get;
+pub mod put;
 pub mod router;
 pub mod xml;
 
@@ -52,12 +55,13 @@ impl S3Request<'_> {
     }
 }
 
-/// A response with a small body held in memory.
-#[derive(Debug)]
+/// A response: a small body held in memory, or an object's bytes streamed
+/// from its shard after the head.
 pub struct Response {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    pub object: Option<get::ObjectStream>,
 }
 
 impl Response {
@@ -67,6 +71,7 @@ impl Response {
             status,
             headers: HeaderMap::new(),
             body: Vec::new(),
+            object: None,
         }
     }
 
@@ -101,6 +106,16 @@ pub async fn dispatch(
         Endpoint::HeadBucket => bucket::head_bucket(worker, request),
         Endpoint::DeleteBucket => bucket::delete_bucket(worker, request).await,
         Endpoint::GetBucketLocation => bucket::get_bucket_location(worker, request),
+        Endpoint::PutObject => put::put_object(worker, request, body).await,
+        Endpoint::GetObject {
+            part_number: None,
+            version_id: None,
+        } => get::get_object(worker, request, false).await,
+        Endpoint::HeadObject {
+            part_number: None,
+            version_id: None,
+        } => get::get_object(worker, request, true).await,
+        Endpoint::DeleteObject { version_id: None } => delete::delete_object(worker, request).await,
         other => Err(s3_error!(
             NotImplemented,
             "{} is not implemented by this server",

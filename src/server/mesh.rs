@@ -45,6 +45,16 @@ pub enum Request {
     DeleteBucket { name: String },
     /// From the catalog shard: a new durable version of the catalog.
     InstallCatalog(Arc<Catalog>),
+    /// From the catalog shard: does this shard hold objects of the bucket?
+    BucketIsEmpty { name: String },
+    /// A connection whose next request is for an object this core owns:
+    /// its socket (a `dup` of the accepting core's) and the bytes already
+    /// read from it, starting with that request's head (DESIGN.md,
+    /// principle 3).
+    AdoptConnection {
+        fd: std::os::fd::OwnedFd,
+        buffered: Vec<u8>,
+    },
 }
 
 /// The outcome of a bucket change on the catalog shard.
@@ -55,6 +65,7 @@ pub enum BucketChange {
     Deleted,
     NoSuchBucket,
     TooManyBuckets,
+    NotEmpty,
     /// Writing the catalog failed; the shard refuses changes until restart.
     Failed,
 }
@@ -63,6 +74,7 @@ pub enum BucketChange {
 #[derive(Debug)]
 pub enum Reply {
     Done,
+    Bool(bool),
     Metrics(Box<MetricsSnapshot>),
     Bucket(BucketChange),
 }

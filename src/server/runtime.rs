@@ -66,7 +66,11 @@ const FORMAT_VERSION: u32 = 1;
 
 /// What an executor tells the main thread.
 enum CoreEvent {
+    /// The core's shard is recovered and its mesh joined.
     Started,
+    /// The core could not start (its shard did not recover); the message
+    /// is for the operator.
+    Failed(String),
     /// No connection of this core is open any more (or its drain time ran
     /// out); it still answers mesh calls.
     Drained,
@@ -76,6 +80,10 @@ enum CoreEvent {
 /// The two flags the main thread raises to stop the cores.
 #[derive(Default)]
 struct StopFlags {
+    /// Every core has started: accept connections. Until then the kernel
+    /// queues them, so no connection is handed to a core whose shard is
+    /// still recovering.
+    serve: AtomicBool,
     /// Stop accepting and drain connections.
     stop: AtomicBool,
     /// Every core has drained: close the mesh and return.
@@ -144,8 +152,12 @@ pub fn run(config: &Config) -> Result<(), StartError> {
 
     let mut started = 0;
     while started < config.cores {
-        match events.recv_timeout(Duration::from_secs(30)) {
+        // No time limit: recovery replays the segment tail since the last
+        // index checkpoint, which the flush policy bounds; a panicking core
+        // aborts the process (see main.rs), so nothing waits here forever.
+        match events.recv() {
             Ok(CoreEvent::Started) => started += 1,
+            Ok(CoreEvent::Failed(message)) => return Err(StartError(message)),
             Ok(CoreEvent::Stopped | CoreEvent::Drained) | Err(_) => {
                 return Err(StartError(format!(
                     "a core stopped during start-up{}",
@@ -154,6 +166,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
             }
         }
     }
+    stop.serve.store(true, Ordering::Release);
     tracing::info!(cores = config.cores, %admin_addr, "ringstore started");
     println!("ringstore listening on http://{listen_addr}");
     let _ = std::io::Write::flush(&mut std::io::stdout());
@@ -167,7 +180,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         let wait = deadline.saturating_duration_since(Instant::now());
         match events.recv_timeout(wait) {
             Ok(CoreEvent::Drained) => drained += 1,
-            Ok(CoreEvent::Started | CoreEvent::Stopped) => {}
+            Ok(CoreEvent::Started | CoreEvent::Stopped | CoreEvent::Failed(_)) => {}
             Err(_) => break,
         }
     }
@@ -193,6 +206,25 @@ async fn serve_core(
     let shard_count = setup.config.cores;
     let (_mesh, worker) =
         Mesh::join(mesh, shard_count, |mesh| Rc::new(Worker::new(setup, mesh))).await;
+    let shard_dir = crate::storage::shard::shard_dir(&setup.config.data_dir, worker.shard_id());
+    match crate::storage::shard::Shard::open(&shard_dir).await {
+        Ok(shard) => worker.set_shard(Rc::new(shard)),
+        Err(error) => {
+            let _ = events.send(CoreEvent::Failed(format!(
+                "cannot open the storage of shard {} in {}: {error}",
+                worker.shard_id(),
+                shard_dir.display()
+            )));
+            return;
+        }
+    }
+    let _ = events.send(CoreEvent::Started);
+    while !stop.serve.load(Ordering::Acquire) {
+        if stop.stop.load(Ordering::Acquire) {
+            return;
+        }
+        glommio::timer::sleep(Duration::from_millis(2)).await;
+    }
     // SAFETY: the fd is a listening TCP socket created by `bind_s3_listeners`
     // and handed to this core alone; ownership moves into the listener.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
@@ -202,7 +234,6 @@ async fn serve_core(
         let admin = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
         glommio::spawn_local(super::admin::serve(worker.clone(), admin))
     });
-    let _ = events.send(CoreEvent::Started);
 
     while !stop.stop.load(Ordering::Acquire) {
         glommio::timer::sleep(Duration::from_millis(50)).await;

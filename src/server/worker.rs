@@ -27,6 +27,7 @@ use crate::limits;
 use crate::s3::router::RouterConfig;
 use crate::s3::xml::Owner;
 use crate::storage::catalog::{BucketInfo, Catalog};
+use crate::storage::shard::Shard;
 
 /// What every core gets from the main thread at start.
 pub struct SharedSetup {
@@ -44,6 +45,9 @@ pub struct Worker {
     pub owner: Owner,
     pub router: RouterConfig,
     pub mesh: Rc<Mesh>,
+    /// This core's object storage; set once recovered, before any
+    /// connection is served.
+    shard: RefCell<Option<Rc<Shard>>>,
     pub metrics: RefCell<CoreMetrics>,
     pub signing_keys: RefCell<SigningKeyCache>,
     pub dates: RefCell<DateCache>,
@@ -72,6 +76,7 @@ impl Worker {
                 domains: setup.config.virtual_host_domains.clone(),
             },
             mesh,
+            shard: RefCell::new(None),
             metrics: RefCell::new(CoreMetrics::default()),
             signing_keys: RefCell::new(SigningKeyCache::default()),
             dates: RefCell::new(DateCache::default()),
@@ -89,6 +94,26 @@ impl Worker {
     #[must_use]
     pub fn shard_id(&self) -> usize {
         self.mesh.shard_id()
+    }
+
+    pub fn set_shard(&self, shard: Rc<Shard>) {
+        *self.shard.borrow_mut() = Some(shard);
+    }
+
+    /// This core's object storage.
+    #[must_use]
+    pub fn shard(&self) -> Rc<Shard> {
+        self.shard
+            .borrow()
+            .clone()
+            .expect("cores serve only once their shard is open")
+    }
+
+    /// Take a connection handed over by another core. It already counted
+    /// against that core's limit, so it is not refused here.
+    pub fn adopt_connection(&self) {
+        self.open_connections.set(self.open_connections.get() + 1);
+        self.metrics.borrow_mut().connection_opened();
     }
 
     /// This core's current copy of the bucket catalog.
@@ -180,9 +205,21 @@ impl Worker {
                 BucketChange::Created
             }
             Request::DeleteBucket { name } => {
-                if next.buckets.remove(&name).is_none() {
+                if !next.buckets.contains_key(&name) {
                     return BucketChange::NoSuchBucket;
                 }
+                let replies = self
+                    .mesh
+                    .call_all(self, || Request::BucketIsEmpty { name: name.clone() })
+                    .await;
+                for reply in replies {
+                    match reply {
+                        Ok(Reply::Bool(true)) => {}
+                        Ok(Reply::Bool(false)) => return BucketChange::NotEmpty,
+                        _ => return BucketChange::Failed,
+                    }
+                }
+                next.buckets.remove(&name);
                 BucketChange::Deleted
             }
             other => unreachable!("not a bucket change: {other:?}"),
@@ -224,6 +261,25 @@ impl super::mesh::Handler for Worker {
                     if newer {
                         *self.catalog.borrow_mut() = catalog;
                     }
+                    Reply::Done
+                }
+                Request::BucketIsEmpty { name } => Reply::Bool(self.shard().bucket_is_empty(&name)),
+                Request::AdoptConnection { fd, buffered } => {
+                    self.adopt_connection();
+                    let worker = self.clone();
+                    glommio::spawn_local(async move {
+                        let stream = {
+                            use std::os::fd::{FromRawFd as _, IntoRawFd as _};
+                            // SAFETY: the fd is a connected TCP socket that
+                            // the sending core duplicated for this core
+                            // alone; ownership moves into the stream.
+                            unsafe { glommio::net::TcpStream::from_raw_fd(fd.into_raw_fd()) }
+                        };
+                        let io = crate::http::io::ConnIo::with_buffered(stream, &buffered);
+                        crate::http::conn::serve(worker.clone(), io).await;
+                        worker.close_connection();
+                    })
+                    .detach();
                     Reply::Done
                 }
                 request @ (Request::CreateBucket { .. } | Request::DeleteBucket { .. }) => {

@@ -12,7 +12,9 @@
 //! S3 object operations is the next step.
 
 pub mod catalog;
+pub mod index;
 pub mod location;
 pub mod object;
 pub mod record;
 pub mod segment;
+pub mod shard;

@@ -1,0 +1,242 @@
+//! `PutObject`.
+//!
+//! The body streams from the connection into the owning shard: objects up
+//! to `object::INLINE_BYTES_MAX` become one commit record with the bytes
+//! inline; larger ones are cut into `Data` extents of at most
+//! `object::EXTENT_BYTES_MAX` as they arrive, so a request holds one extent
+//! buffer whatever the object's size. The commit record is written only
+//! after the whole body has been read and verified (payload signature,
+//! SHA-256, Content-MD5), so a failed upload leaves the previous version of
+//! the object in place.
+//!
+//! Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html>
+
+use std::rc::Rc;
+
+use http::{HeaderMap, HeaderValue, StatusCode};
+use md5::{Digest as _, Md5};
+
+use super::{Response, S3Request};
+use crate::error::S3Error;
+use crate::http::body_reader::BodyReader;
+use crate::limits;
+use crate::s3_error;
+use crate::server::worker::Worker;
+use crate::storage::object::{ETag, EXTENT_BYTES_MAX, INLINE_BYTES_MAX, ObjectBody, ObjectCommit};
+
+pub async fn put_object(
+    worker: &Rc<Worker>,
+    request: &S3Request<'_>,
+    body: &mut BodyReader<'_>,
+) -> Result<Response, S3Error> {
+    let (bucket, key) = object_names(request)?;
+    if !worker.catalog().buckets.contains_key(bucket) {
+        return Err(super::bucket::no_such_bucket(bucket));
+    }
+    let headers = &request.head.headers;
+    let size = body.declared_len().ok_or_else(|| {
+        s3_error!(
+            MissingContentLength,
+            "You must provide the Content-Length HTTP header."
+        )
+    })?;
+    if size > limits::OBJECT_BYTES_MAX {
+        return Err(s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed size"
+        )
+        .with_extra("ProposedSize", size.to_string())
+        .with_extra("MaxSizeAllowed", limits::OBJECT_BYTES_MAX.to_string()));
+    }
+    let content_md5 = content_md5(headers)?;
+    let mut commit = ObjectCommit {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        size,
+        etag: ETag::Md5([0; 16]),
+        last_modified_ms: 0,
+        content_type: header_text(headers, "content-type")?,
+        cache_control: header_text(headers, "cache-control")?,
+        content_disposition: header_text(headers, "content-disposition")?,
+        content_encoding: stored_content_encoding(headers)?,
+        content_language: header_text(headers, "content-language")?,
+        expires: header_text(headers, "expires")?,
+        user_metadata: user_metadata(headers)?,
+        checksums: Vec::new(),
+        body: ObjectBody::Inline(Vec::new()),
+    };
+
+    let shard = worker.shard();
+    let mut md5 = Md5::new();
+    let mut received = 0_u64;
+    if size <= INLINE_BYTES_MAX as u64 {
+        let data = read_up_to(body, INLINE_BYTES_MAX).await?;
+        md5.update(&data);
+        received = data.len() as u64;
+        commit.body = ObjectBody::Inline(data);
+    } else {
+        let mut extents = Vec::new();
+        let mut buffer = vec![0_u8; EXTENT_BYTES_MAX as usize];
+        loop {
+            let filled = fill(body, &mut buffer).await?;
+            if filled == 0 {
+                break;
+            }
+            md5.update(&buffer[..filled]);
+            received += filled as u64;
+            if received > size {
+                break;
+            }
+            extents.push(
+                shard
+                    .append_data(&buffer[..filled])
+                    .await
+                    .map_err(S3Error::internal)?,
+            );
+        }
+        commit.body = ObjectBody::Extents(extents);
+    }
+    if received != size {
+        return Err(s3_error!(
+            IncompleteBody,
+            "You did not provide the number of bytes specified by the Content-Length HTTP header."
+        ));
+    }
+    let digest: [u8; 16] = md5.finalize().into();
+    if let Some(expected) = content_md5
+        && expected != digest
+    {
+        return Err(s3_error!(
+            BadDigest,
+            "The Content-MD5 you specified did not match what we received."
+        ));
+    }
+    commit.etag = ETag::Md5(digest);
+    commit.last_modified_ms = now_ms();
+    shard.commit(&commit).await.map_err(S3Error::internal)?;
+    let etag = HeaderValue::from_str(&commit.etag.to_header_value()).expect("hex is ASCII");
+    Ok(Response::new(StatusCode::OK).with_header(http::header::ETAG, etag))
+}
+
+/// The bucket and key of an object request (the router guarantees both).
+pub fn object_names<'a>(request: &'a S3Request<'_>) -> Result<(&'a str, &'a str), S3Error> {
+    match (&request.route.bucket, &request.route.key) {
+        (Some(bucket), Some(key)) => Ok((bucket, key)),
+        _ => Err(s3_error!(InvalidRequest, "The request names no object.")),
+    }
+}
+
+/// Read the whole body, which is at most `limit` bytes.
+async fn read_up_to(body: &mut BodyReader<'_>, limit: usize) -> Result<Vec<u8>, S3Error> {
+    let mut data = vec![0_u8; limit.clamp(1, 64 * 1024)];
+    let mut len = 0;
+    loop {
+        if len == data.len() {
+            if data.len() >= limit {
+                // One byte more than allowed is enough to tell.
+                let mut probe = [0_u8; 1];
+                if body.read(&mut probe).await? == 0 {
+                    break;
+                }
+                return Err(s3_error!(
+                    IncompleteBody,
+                    "The request body is longer than its declared length."
+                ));
+            }
+            data.resize((data.len() * 2).min(limit), 0);
+        }
+        let read = body.read(&mut data[len..]).await?;
+        if read == 0 {
+            break;
+        }
+        len += read;
+    }
+    data.truncate(len);
+    Ok(data)
+}
+
+/// Fill `buffer` from the body; less than full only at the end.
+async fn fill(body: &mut BodyReader<'_>, buffer: &mut [u8]) -> Result<usize, S3Error> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        let read = body.read(&mut buffer[filled..]).await?;
+        if read == 0 {
+            break;
+        }
+        filled += read;
+    }
+    Ok(filled)
+}
+
+/// `Content-MD5`: the base64 of the body's 16-byte MD5.
+fn content_md5(headers: &HeaderMap) -> Result<Option<[u8; 16]>, S3Error> {
+    use base64::Engine as _;
+    let Some(value) = headers.get("content-md5") else {
+        return Ok(None);
+    };
+    let invalid = || s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid.");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(value.as_bytes())
+        .map_err(|_| invalid())?;
+    let digest: [u8; 16] = decoded.try_into().map_err(|_| invalid())?;
+    Ok(Some(digest))
+}
+
+/// A system-metadata header as text.
+fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, S3Error> {
+    headers
+        .get(name)
+        .map(|value| {
+            String::from_utf8(value.as_bytes().to_vec())
+                .map_err(|_| s3_error!(InvalidArgument, "The {name} header is not valid UTF-8."))
+        })
+        .transpose()
+}
+
+/// Content-Encoding without the `aws-chunked` coding, which describes the
+/// request framing and never the stored object (S3-SCOPE.md).
+fn stored_content_encoding(headers: &HeaderMap) -> Result<Option<String>, S3Error> {
+    let Some(value) = header_text(headers, "content-encoding")? else {
+        return Ok(None);
+    };
+    let kept: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    Ok((!kept.is_empty()).then(|| kept.join(",")))
+}
+
+/// `x-amz-meta-*` headers, names without the prefix, within AWS's 2 KiB.
+fn user_metadata(headers: &HeaderMap) -> Result<Vec<(String, String)>, S3Error> {
+    let mut metadata = Vec::new();
+    let mut bytes = 0;
+    for (name, value) in headers {
+        let Some(short) = name.as_str().strip_prefix("x-amz-meta-") else {
+            continue;
+        };
+        let value = String::from_utf8(value.as_bytes().to_vec())
+            .map_err(|_| s3_error!(InvalidArgument, "User metadata values must be valid UTF-8."))?;
+        bytes += short.len() + value.len();
+        metadata.push((short.to_owned(), value));
+    }
+    if bytes > limits::USER_METADATA_BYTES_MAX {
+        return Err(s3_error!(
+            MetadataTooLarge,
+            "Your metadata headers exceed the maximum allowed metadata size."
+        )
+        .with_extra("Size", bytes.to_string())
+        .with_extra(
+            "MaxSizeAllowed",
+            limits::USER_METADATA_BYTES_MAX.to_string(),
+        ));
+    }
+    Ok(metadata)
+}
+
+fn now_ms() -> i64 {
+    let elapsed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+}

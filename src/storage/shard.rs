@@ -1,0 +1,467 @@
+//! `Shard`: the object storage one core owns — its segments, its index.
+//!
+//! # Layout
+//!
+//! ```text
+//! <data-dir>/shard-NN/dma-probe       non-empty marker, opened first (DESIGN.md platform notes)
+//! <data-dir>/shard-NN/seg-00000001..  append-only segments (segment.rs)
+//! <data-dir>/shard-NN/index/          runs and MANIFEST (index/)
+//! ```
+//!
+//! # Writes: two phases, durable before acknowledged
+//!
+//! An object's bytes are appended as `Data` records while the body arrives
+//! ([`Shard::append_data`]); nothing points at them yet. [`Shard::commit`]
+//! appends the `Commit` record, waits for the group-commit flush that makes
+//! it durable, and only then inserts it into the index: a reader never sees
+//! an object that a crash could take back, and a failed upload leaves only
+//! unreferenced `Data` records (reclaimed by compaction) and the previous
+//! version of the object untouched. Small objects skip the `Data` records:
+//! their bytes are inline in the commit record.
+//!
+//! # Index checkpoints
+//!
+//! The index is flushed to a run when its memtable is large, with a
+//! checkpoint: a segment position before which every commit and tombstone
+//! is in the index. Records whose flush has not finished are "pending"
+//! (appended, not yet inserted), so the checkpoint is the earliest pending
+//! record, or the end of the appended records when none is pending. The
+//! file work runs on glommio's blocking thread pool, off the core.
+//!
+//! # Recovery
+//!
+//! [`Shard::open`] maps the index (cost independent of the number of
+//! objects), then replays every segment record from the checkpoint on:
+//! commits and tombstones are inserted (an entry with an older or equal
+//! sequence number than the index has is ignored, so replaying what a run
+//! already holds is harmless). The last segment may end in a torn write,
+//! which is cut off (segment.rs explains how a torn tail is told from
+//! damage); damage anywhere else stops the start with an error.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use super::index::{
+    Checkpoint, Etag, Index, IndexEntry, IndexError, IndexKey, IndexValue, SegmentPosition,
+};
+use super::location::{Location, SegmentId};
+use super::object::{ETag, ObjectCommit, ObjectTombstone};
+use super::record::Kind;
+use super::segment::{
+    self, DmaSegmentDir, ScanEnd, SegmentDir as _, SegmentReader, SegmentRole, SegmentWriter,
+    StorageError, WriterOptions,
+};
+
+/// Everything a shard can fail with at start or while serving.
+#[derive(Debug)]
+pub enum ShardError {
+    Storage(StorageError),
+    Index(IndexError),
+    Io(std::io::Error),
+    /// A commit or tombstone payload that passed its CRC does not decode:
+    /// a bug or damage the checksum missed.
+    Decode {
+        location: Location,
+        what: &'static str,
+    },
+}
+
+impl std::fmt::Display for ShardError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Storage(error) => write!(f, "{error}"),
+            Self::Index(error) => write!(f, "index: {error}"),
+            Self::Io(error) => write!(f, "{error}"),
+            Self::Decode { location, what } => write!(
+                f,
+                "record at segment {} offset {} does not decode: {what}",
+                location.segment, location.offset
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ShardError {}
+
+impl From<StorageError> for ShardError {
+    fn from(error: StorageError) -> Self {
+        Self::Storage(error)
+    }
+}
+
+impl From<IndexError> for ShardError {
+    fn from(error: IndexError) -> Self {
+        Self::Index(error)
+    }
+}
+
+/// The name of shard `id`'s directory inside the data directory.
+#[must_use]
+pub fn shard_dir(data_dir: &Path, id: usize) -> PathBuf {
+    data_dir.join(format!("shard-{id:02}"))
+}
+
+pub struct Shard {
+    writer: SegmentWriter<DmaSegmentDir>,
+    reader: SegmentReader<DmaSegmentDir>,
+    index: RefCell<Index>,
+    /// Commit and tombstone records appended but not yet in the index.
+    pending: RefCell<BTreeSet<(SegmentId, u64)>>,
+    /// An index flush or merge is running on the blocking pool.
+    index_job_running: Cell<bool>,
+}
+
+impl Shard {
+    /// Open (or create) the shard in `dir` and recover it.
+    pub async fn open(dir: &Path) -> Result<Shard, ShardError> {
+        Self::open_with(dir, WriterOptions::default()).await
+    }
+
+    pub async fn open_with(dir: &Path, options: WriterOptions) -> Result<Shard, ShardError> {
+        std::fs::create_dir_all(dir.join("index")).map_err(ShardError::Io)?;
+        segment::open_marker(dir).await.map_err(ShardError::Io)?;
+        let (mut index, checkpoint) = Index::open(&dir.join("index"))?;
+        let segment_dir = DmaSegmentDir::new(dir);
+        let mut segments = list_segments(dir).map_err(ShardError::Io)?;
+        segments.retain(|&id| id >= checkpoint.position.segment);
+        let mut next_seq = checkpoint.next_seq;
+        let writer = if let Some(&last) = segments.last() {
+            let mut end = None;
+            for &id in &segments {
+                let file = segment_dir.open(id).await.map_err(StorageError::Io)?;
+                let from = if id == checkpoint.position.segment {
+                    checkpoint.position.offset
+                } else {
+                    0
+                };
+                let role = if id == last {
+                    SegmentRole::Last
+                } else {
+                    SegmentRole::Sealed
+                };
+                let mut replay_error = None;
+                let scan_end = segment::scan(&file, id, from, role, |record| {
+                    if let Err(error) = replay(
+                        &mut index,
+                        record.location,
+                        record.kind,
+                        record.seq,
+                        record.payload,
+                    ) {
+                        replay_error = Some(error);
+                        return Err(StorageError::Corrupted {
+                            segment: record.location.segment,
+                            offset: record.location.offset,
+                            what: "record does not decode".to_owned(),
+                        });
+                    }
+                    Ok(())
+                })
+                .await;
+                if let Some(error) = replay_error {
+                    return Err(error);
+                }
+                let scan_end = scan_end?;
+                if let Some(seq) = scan_end.last_seq() {
+                    next_seq = next_seq.max(seq + 1);
+                }
+                if let ScanEnd::TornTail { offset, .. } = scan_end {
+                    tracing::warn!(segment = id, offset, "cutting off a torn tail");
+                }
+                end = Some((id, scan_end));
+            }
+            let (id, scan_end) = end.expect("at least one segment");
+            match scan_end {
+                ScanEnd::Sealed { .. } => {
+                    SegmentWriter::create(segment_dir.clone(), id + 1, next_seq, options).await?
+                }
+                ScanEnd::Open { offset, .. } | ScanEnd::TornTail { offset, .. } => {
+                    SegmentWriter::open(segment_dir.clone(), id, offset, next_seq, options).await?
+                }
+            }
+        } else {
+            let first = checkpoint.position.segment.max(1);
+            SegmentWriter::create(segment_dir.clone(), first, next_seq, options).await?
+        };
+        Ok(Shard {
+            writer,
+            reader: SegmentReader::new(segment_dir),
+            index: RefCell::new(index),
+            pending: RefCell::new(BTreeSet::new()),
+            index_job_running: Cell::new(false),
+        })
+    }
+
+    /// The live version of `key`, if any.
+    #[must_use]
+    pub fn lookup(&self, bucket: &str, key: &str) -> Option<IndexEntry> {
+        self.index.borrow().get_live(bucket, key)
+    }
+
+    #[must_use]
+    pub fn bucket_is_empty(&self, bucket: &str) -> bool {
+        self.index.borrow().bucket_is_empty(bucket)
+    }
+
+    /// Append one extent of object bytes (at most `object::EXTENT_BYTES_MAX`).
+    /// Not durable, not visible: a later [`Self::commit`] makes it both.
+    pub async fn append_data(&self, bytes: &[u8]) -> Result<super::object::Extent, ShardError> {
+        let data_len = u32::try_from(bytes.len()).expect("extents are bounded");
+        assert!(data_len <= super::object::EXTENT_BYTES_MAX);
+        let location = self.writer.append(Kind::Data, bytes).await?;
+        Ok(super::object::Extent { location, data_len })
+    }
+
+    /// Make `commit` durable, then visible.
+    pub async fn commit(self: &Rc<Self>, commit: &ObjectCommit) -> Result<(), ShardError> {
+        let payload = commit.encode();
+        let (location, seq) = self.append_pending(Kind::Commit, &payload).await?;
+        let result = self.writer.sync(location).await;
+        if result.is_ok() {
+            let etag = match commit.etag {
+                ETag::Md5(md5) => Etag { md5, part_count: 0 },
+                ETag::Multipart { digest, part_count } => Etag {
+                    md5: digest,
+                    part_count: u32::from(part_count),
+                },
+            };
+            self.index.borrow_mut().insert(
+                IndexKey::new(&commit.bucket, &commit.key),
+                IndexEntry {
+                    seq,
+                    value: IndexValue::Object {
+                        commit: location,
+                        size: commit.size,
+                        etag,
+                        last_modified_ms: commit.last_modified_ms,
+                    },
+                },
+            );
+        }
+        self.pending
+            .borrow_mut()
+            .remove(&(location.segment, location.offset));
+        result?;
+        self.maybe_flush_index();
+        Ok(())
+    }
+
+    /// Delete `key`: durable tombstone, then gone from the index. Returns
+    /// whether there was a live object.
+    pub async fn delete(self: &Rc<Self>, tombstone: &ObjectTombstone) -> Result<bool, ShardError> {
+        if self.lookup(&tombstone.bucket, &tombstone.key).is_none() {
+            return Ok(false);
+        }
+        let (location, seq) = self
+            .append_pending(Kind::Tombstone, &tombstone.encode())
+            .await?;
+        let result = self.writer.sync(location).await;
+        if result.is_ok() {
+            self.index.borrow_mut().insert(
+                IndexKey::new(&tombstone.bucket, &tombstone.key),
+                IndexEntry {
+                    seq,
+                    value: IndexValue::Tombstone,
+                },
+            );
+        }
+        self.pending
+            .borrow_mut()
+            .remove(&(location.segment, location.offset));
+        result?;
+        self.maybe_flush_index();
+        Ok(true)
+    }
+
+    /// Append a record and mark it pending until it is in the index. The
+    /// record's sequence number is the writer's next one: appends on a core
+    /// are serialized by the writer, and nothing else runs between reading
+    /// the number and the append taking it.
+    async fn append_pending(
+        &self,
+        kind: Kind,
+        payload: &[u8],
+    ) -> Result<(Location, u64), ShardError> {
+        let location = self.writer.append(kind, payload).await?;
+        // The writer numbers records in append order; the record just
+        // appended took the number before the current next one, unless a
+        // seal padding record followed it (it cannot: seals come before).
+        let seq = self.writer.next_seq() - 1;
+        self.pending
+            .borrow_mut()
+            .insert((location.segment, location.offset));
+        Ok((location, seq))
+    }
+
+    /// Read the commit record an index entry points at.
+    pub async fn read_commit(&self, location: Location) -> Result<ObjectCommit, ShardError> {
+        let payload = self.reader.read(location, Kind::Commit).await?;
+        ObjectCommit::decode(&payload).map_err(|error| ShardError::Decode {
+            location,
+            what: error.what,
+        })
+    }
+
+    /// Bytes `start..start + len` of one extent's data, checked.
+    pub async fn read_extent(
+        &self,
+        extent: &super::object::Extent,
+        start: u32,
+        len: u32,
+    ) -> Result<impl std::ops::Deref<Target = [u8]>, ShardError> {
+        assert!(u64::from(start) + u64::from(len) <= u64::from(extent.data_len));
+        Ok(self.reader.read_range(extent.location, start, len).await?)
+    }
+
+    /// Flush the index memtable to a run when it is large enough, on the
+    /// blocking pool, and merge runs when there are too many.
+    fn maybe_flush_index(self: &Rc<Self>) {
+        if self.index_job_running.get() {
+            return;
+        }
+        let needs_flush = self.index.borrow().needs_flush();
+        let needs_merge = self.index.borrow().needs_merge();
+        if !needs_flush && !needs_merge {
+            return;
+        }
+        let checkpoint = self.checkpoint();
+        let job = if needs_flush {
+            self.index
+                .borrow_mut()
+                .start_flush(checkpoint)
+                .map(IndexJob::Flush)
+        } else {
+            match self
+                .index
+                .borrow_mut()
+                .start_merge(super::index::MergeScope::Tiered)
+            {
+                Ok(Some(job)) => Ok(IndexJob::Merge(job)),
+                Ok(None) => return,
+                Err(error) => Err(error),
+            }
+        };
+        let job = match job {
+            Ok(job) => job,
+            Err(error) => {
+                tracing::error!(%error, "cannot start an index job");
+                return;
+            }
+        };
+        self.index_job_running.set(true);
+        let shard = Rc::clone(self);
+        glommio::spawn_local(async move {
+            let executor = glommio::executor();
+            let result = match job {
+                IndexJob::Flush(job) => {
+                    let outcome = executor.spawn_blocking(move || job.execute()).await;
+                    shard.index.borrow_mut().finish_flush(outcome)
+                }
+                IndexJob::Merge(job) => {
+                    let outcome = executor.spawn_blocking(move || job.execute()).await;
+                    shard.index.borrow_mut().finish_merge(outcome)
+                }
+            };
+            shard.index_job_running.set(false);
+            match result {
+                // More may be due (a merge after a flush).
+                Ok(()) => shard.maybe_flush_index(),
+                // The index stays readable and refuses further jobs; the
+                // segments still hold everything, and the next start
+                // replays them from the last good checkpoint.
+                Err(error) => tracing::error!(%error, "index job failed"),
+            }
+        })
+        .detach();
+    }
+
+    fn checkpoint(&self) -> Checkpoint {
+        let position = if let Some(&(segment, offset)) = self.pending.borrow().first() {
+            SegmentPosition { segment, offset }
+        } else {
+            let (segment, offset) = self.writer.appended_end();
+            SegmentPosition { segment, offset }
+        };
+        Checkpoint {
+            position,
+            next_seq: self.writer.next_seq(),
+        }
+    }
+}
+
+enum IndexJob {
+    Flush(super::index::FlushJob),
+    Merge(super::index::MergeJob),
+}
+
+/// Apply one replayed record to the index.
+fn replay(
+    index: &mut Index,
+    location: Location,
+    kind: Kind,
+    seq: u64,
+    payload: &[u8],
+) -> Result<(), ShardError> {
+    match kind {
+        Kind::Commit => {
+            let commit = ObjectCommit::decode(payload).map_err(|error| ShardError::Decode {
+                location,
+                what: error.what,
+            })?;
+            let etag = match commit.etag {
+                ETag::Md5(md5) => Etag { md5, part_count: 0 },
+                ETag::Multipart { digest, part_count } => Etag {
+                    md5: digest,
+                    part_count: u32::from(part_count),
+                },
+            };
+            index.insert(
+                IndexKey::new(&commit.bucket, &commit.key),
+                IndexEntry {
+                    seq,
+                    value: IndexValue::Object {
+                        commit: location,
+                        size: commit.size,
+                        etag,
+                        last_modified_ms: commit.last_modified_ms,
+                    },
+                },
+            );
+        }
+        Kind::Tombstone => {
+            let tombstone =
+                ObjectTombstone::decode(payload).map_err(|error| ShardError::Decode {
+                    location,
+                    what: error.what,
+                })?;
+            index.insert(
+                IndexKey::new(&tombstone.bucket, &tombstone.key),
+                IndexEntry {
+                    seq,
+                    value: IndexValue::Tombstone,
+                },
+            );
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The segment numbers present in `dir`, ascending.
+fn list_segments(dir: &Path) -> std::io::Result<Vec<SegmentId>> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(number) = name.strip_prefix("seg-")
+            && number.len() == 8
+            && let Ok(id) = number.parse::<SegmentId>()
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
