@@ -20,7 +20,7 @@ pub async fn delete_object(
     worker: &Rc<Worker>,
     request: &S3Request<'_>,
 ) -> Result<Response, S3Error> {
-    let (bucket, key) = object_names(request)?;
+    let (bucket, key) = object_names(worker, request)?;
     if !worker.catalog().buckets.contains_key(bucket) {
         return Err(super::bucket::no_such_bucket(bucket));
     }

@@ -88,7 +88,7 @@ pub async fn get_object(
     request: &S3Request<'_>,
     head_only: bool,
 ) -> Result<Response, S3Error> {
-    let (bucket, key) = object_names(request)?;
+    let (bucket, key) = object_names(worker, request)?;
     if !worker.catalog().buckets.contains_key(bucket) {
         return Err(super::bucket::no_such_bucket(bucket));
     }

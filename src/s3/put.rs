@@ -29,7 +29,7 @@ pub async fn put_object(
     request: &S3Request<'_>,
     body: &mut BodyReader<'_>,
 ) -> Result<Response, S3Error> {
-    let (bucket, key) = object_names(request)?;
+    let (bucket, key) = object_names(worker, request)?;
     if !worker.catalog().buckets.contains_key(bucket) {
         return Err(super::bucket::no_such_bucket(bucket));
     }
@@ -118,10 +118,23 @@ pub async fn put_object(
     Ok(Response::new(StatusCode::OK).with_header(http::header::ETAG, etag))
 }
 
-/// The bucket and key of an object request (the router guarantees both).
-pub fn object_names<'a>(request: &'a S3Request<'_>) -> Result<(&'a str, &'a str), S3Error> {
+/// The bucket and key of an object request (the router guarantees both),
+/// checked to have reached the core that owns them: the connection layer
+/// hands every object request to its owner, and running it anywhere else
+/// would read or write another shard's keys.
+pub fn object_names<'a>(
+    worker: &Worker,
+    request: &'a S3Request<'_>,
+) -> Result<(&'a str, &'a str), S3Error> {
     match (&request.route.bucket, &request.route.key) {
-        (Some(bucket), Some(key)) => Ok((bucket, key)),
+        (Some(bucket), Some(key)) => {
+            assert_eq!(
+                crate::server::sharding::shard_for(bucket, key, worker.mesh.shard_count()),
+                worker.shard_id(),
+                "an object request ran on a shard that does not own it"
+            );
+            Ok((bucket, key))
+        }
         _ => Err(s3_error!(InvalidRequest, "The request names no object.")),
     }
 }

@@ -253,6 +253,10 @@ async fn serve_core(
             "shutdown drain time is over; closing the remaining connections"
         );
     }
+    // Write the index out so that the next start replays nothing.
+    if let Err(error) = worker.shard().checkpoint_now().await {
+        tracing::warn!(%error, "could not write the index at shutdown; the next start replays the segments");
+    }
     // Peers may still need this core to answer mesh calls for their own
     // draining requests: keep answering until every core has drained.
     let _ = events.send(CoreEvent::Drained);

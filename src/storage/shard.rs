@@ -103,6 +103,13 @@ pub fn shard_dir(data_dir: &Path, id: usize) -> PathBuf {
     data_dir.join(format!("shard-{id:02}"))
 }
 
+/// Flush the index once a start would replay this many segment bytes, even
+/// if the memtable is small: start-up time is bounded by the tail since the
+/// checkpoint (DESIGN.md, Recovery), and a few large objects make a long
+/// tail with few index entries. 512 MiB reads in about a second on the
+/// disks we target.
+pub const REPLAY_BYTES_FLUSH: u64 = 512 * 1024 * 1024;
+
 pub struct Shard {
     writer: SegmentWriter<DmaSegmentDir>,
     reader: SegmentReader<DmaSegmentDir>,
@@ -321,7 +328,8 @@ impl Shard {
         if self.index_job_running.get() {
             return;
         }
-        let needs_flush = self.index.borrow().needs_flush();
+        let needs_flush =
+            self.index.borrow().needs_flush() || self.replay_bytes() >= REPLAY_BYTES_FLUSH;
         let needs_merge = self.index.borrow().needs_merge();
         if !needs_flush && !needs_merge {
             return;
@@ -375,6 +383,35 @@ impl Shard {
             }
         })
         .detach();
+    }
+
+    /// Roughly how many segment bytes a start would replay now: from the
+    /// committed checkpoint to the end of the appended records.
+    fn replay_bytes(&self) -> u64 {
+        let from = self.index.borrow().checkpoint().position;
+        let (segment, offset) = self.writer.appended_end();
+        let whole_segments = u64::from(segment.saturating_sub(from.segment));
+        (whole_segments * segment::SEGMENT_BYTES_MAX + offset).saturating_sub(from.offset)
+    }
+
+    /// Write the index out up to the current records (at shutdown, so the
+    /// next start replays nothing). Waits for a running job first.
+    pub async fn checkpoint_now(self: &Rc<Self>) -> Result<(), ShardError> {
+        while self.index_job_running.get() {
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        if self.replay_bytes() == 0 && self.index.borrow().memtable_len() == 0 {
+            return Ok(());
+        }
+        let checkpoint = self.checkpoint();
+        let job = self.index.borrow_mut().start_flush(checkpoint)?;
+        self.index_job_running.set(true);
+        let outcome = glommio::executor()
+            .spawn_blocking(move || job.execute())
+            .await;
+        let result = self.index.borrow_mut().finish_flush(outcome);
+        self.index_job_running.set(false);
+        Ok(result?)
     }
 
     fn checkpoint(&self) -> Checkpoint {
