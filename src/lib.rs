@@ -9,9 +9,12 @@
 //!                       ├─ auth        SigV4: header, presigned, chunked
 //!                       ├─ http::body_reader  Content-Length / chunked /
 //!                       │                     aws-chunked, verified
-//!                       └─ s3::dispatch → s3::bucket, ...
-//!                            └─ server::mesh ──▶ the owning core
+//!                       └─ s3::dispatch → s3::bucket, put, get, delete
+//!                            ├─ storage::shard  (this core's segments + index)
+//!                            └─ server::mesh ──▶ other cores
 //!                               (bucket changes: the catalog shard, 0)
+//! An object request whose key another core owns is not served here: the
+//! connection itself moves to the owner (http::conn, hand-off).
 //! ```
 //!
 //! # The on-disk state
@@ -21,6 +24,9 @@
 //! <data-dir>/lock              flock'ed by the running process
 //! <data-dir>/credentials.toml  generated key pair, mode 0600 (if none configured)
 //! <data-dir>/catalog           bucket catalog (storage::catalog)
+//! <data-dir>/shard-NN/         one core's objects (storage::shard):
+//!     seg-NNNNNNNN             append-only segments (storage::segment, record)
+//!     index/                   rkyv runs + MANIFEST (storage::index)
 //! ```
 //!
 //! Every hard limit is in [`limits`]; the only error a client sees is
