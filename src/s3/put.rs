@@ -195,15 +195,22 @@ fn content_md5(headers: &HeaderMap) -> Result<Option<[u8; 16]>, S3Error> {
     Ok(Some(digest))
 }
 
-/// A system-metadata header as text.
+/// A system-metadata header as text. A header sent on several lines is
+/// one comma-separated list, as HTTP defines (RFC 9110, 5.3).
 fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, S3Error> {
-    headers
-        .get(name)
-        .map(|value| {
-            String::from_utf8(value.as_bytes().to_vec())
-                .map_err(|_| s3_error!(InvalidArgument, "The {name} header is not valid UTF-8."))
-        })
-        .transpose()
+    let mut joined: Option<String> = None;
+    for value in headers.get_all(name) {
+        let text = std::str::from_utf8(value.as_bytes())
+            .map_err(|_| s3_error!(InvalidArgument, "The {name} header is not valid UTF-8."))?;
+        match &mut joined {
+            Some(joined) => {
+                joined.push_str(", ");
+                joined.push_str(text);
+            }
+            None => joined = Some(text.to_owned()),
+        }
+    }
+    Ok(joined)
 }
 
 /// Content-Encoding without the `aws-chunked` coding, which describes the

@@ -626,6 +626,21 @@ impl<D: SegmentDir> SegmentWriter<D> {
         self.put_record(kind, 0, payload).await
     }
 
+    /// Make every record appended so far durable, and return the position
+    /// just after the last of them: a record boundary that is on stable
+    /// storage (an index checkpoint may point there and no further).
+    pub async fn sync_appended(&self) -> Result<(SegmentId, u64), StorageError> {
+        let (segment, offset) = self.appended_end();
+        let len = u32::try_from(offset).expect("segments are smaller than 4 GiB");
+        self.sync(Location {
+            segment,
+            offset: 0,
+            len,
+        })
+        .await?;
+        Ok((segment, offset))
+    }
+
     /// Return once every record up to `upto` (a location this writer
     /// returned) is on stable storage.
     pub async fn sync(&self, upto: Location) -> Result<(), StorageError> {

@@ -322,8 +322,10 @@ impl Shard {
         Ok(self.reader.read_range(extent.location, start, len).await?)
     }
 
-    /// Flush the index memtable to a run when it is large enough, on the
-    /// blocking pool, and merge runs when there are too many.
+    /// Flush the index memtable to a run when it is large enough (or the
+    /// replay tail long enough), and merge runs when there are too many.
+    /// The work runs in a task of its own; the file writing on glommio's
+    /// blocking pool.
     fn maybe_flush_index(self: &Rc<Self>) {
         if self.index_job_running.get() {
             return;
@@ -334,43 +336,13 @@ impl Shard {
         if !needs_flush && !needs_merge {
             return;
         }
-        let checkpoint = self.checkpoint();
-        let job = if needs_flush {
-            self.index
-                .borrow_mut()
-                .start_flush(checkpoint)
-                .map(IndexJob::Flush)
-        } else {
-            match self
-                .index
-                .borrow_mut()
-                .start_merge(super::index::MergeScope::Tiered)
-            {
-                Ok(Some(job)) => Ok(IndexJob::Merge(job)),
-                Ok(None) => return,
-                Err(error) => Err(error),
-            }
-        };
-        let job = match job {
-            Ok(job) => job,
-            Err(error) => {
-                tracing::error!(%error, "cannot start an index job");
-                return;
-            }
-        };
         self.index_job_running.set(true);
         let shard = Rc::clone(self);
         glommio::spawn_local(async move {
-            let executor = glommio::executor();
-            let result = match job {
-                IndexJob::Flush(job) => {
-                    let outcome = executor.spawn_blocking(move || job.execute()).await;
-                    shard.index.borrow_mut().finish_flush(outcome)
-                }
-                IndexJob::Merge(job) => {
-                    let outcome = executor.spawn_blocking(move || job.execute()).await;
-                    shard.index.borrow_mut().finish_merge(outcome)
-                }
+            let result = if needs_flush {
+                shard.flush_index().await
+            } else {
+                shard.merge_index().await
             };
             shard.index_job_running.set(false);
             match result {
@@ -383,6 +355,30 @@ impl Shard {
             }
         })
         .detach();
+    }
+
+    /// Write the memtable as a run, with a checkpoint that is durable.
+    async fn flush_index(&self) -> Result<(), ShardError> {
+        let checkpoint = self.durable_checkpoint().await?;
+        let job = self.index.borrow_mut().start_flush(checkpoint)?;
+        let outcome = glommio::executor()
+            .spawn_blocking(move || job.execute())
+            .await;
+        Ok(self.index.borrow_mut().finish_flush(outcome)?)
+    }
+
+    async fn merge_index(&self) -> Result<(), ShardError> {
+        let job = self
+            .index
+            .borrow_mut()
+            .start_merge(super::index::MergeScope::Tiered)?;
+        if let Some(job) = job {
+            let outcome = glommio::executor()
+                .spawn_blocking(move || job.execute())
+                .await;
+            self.index.borrow_mut().finish_merge(outcome)?;
+        }
+        Ok(())
     }
 
     /// Roughly how many segment bytes a start would replay now: from the
@@ -403,34 +399,29 @@ impl Shard {
         if self.replay_bytes() == 0 && self.index.borrow().memtable_len() == 0 {
             return Ok(());
         }
-        let checkpoint = self.checkpoint();
-        let job = self.index.borrow_mut().start_flush(checkpoint)?;
         self.index_job_running.set(true);
-        let outcome = glommio::executor()
-            .spawn_blocking(move || job.execute())
-            .await;
-        let result = self.index.borrow_mut().finish_flush(outcome);
+        let result = self.flush_index().await;
         self.index_job_running.set(false);
-        Ok(result?)
+        result
     }
 
-    fn checkpoint(&self) -> Checkpoint {
-        let position = if let Some(&(segment, offset)) = self.pending.borrow().first() {
-            SegmentPosition { segment, offset }
-        } else {
-            let (segment, offset) = self.writer.appended_end();
-            SegmentPosition { segment, offset }
+    /// A checkpoint for an index flush: a record boundary on stable storage
+    /// before which every commit and tombstone is in the index. The
+    /// appended records are synced first (a failed upload may have left
+    /// unsynced data extents at the tail), then the boundary is the earliest
+    /// record still pending, or the synced end when none is.
+    async fn durable_checkpoint(&self) -> Result<Checkpoint, ShardError> {
+        let (segment, offset) = self.writer.sync_appended().await?;
+        let synced = SegmentPosition { segment, offset };
+        let position = match self.pending.borrow().first() {
+            Some(&(segment, offset)) => synced.min(SegmentPosition { segment, offset }),
+            None => synced,
         };
-        Checkpoint {
+        Ok(Checkpoint {
             position,
             next_seq: self.writer.next_seq(),
-        }
+        })
     }
-}
-
-enum IndexJob {
-    Flush(super::index::FlushJob),
-    Merge(super::index::MergeJob),
 }
 
 /// Apply one replayed record to the index.

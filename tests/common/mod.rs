@@ -1770,3 +1770,67 @@ pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) ->
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Added for tests/s3_object.rs
+// ---------------------------------------------------------------------------
+
+impl Server {
+    /// The configuration [`Server::client`] uses, as a builder, for tests
+    /// that add to it (an interceptor that records what the SDK sent).
+    pub fn client_config(&self) -> aws_sdk_s3::config::Builder {
+        let credentials = aws_sdk_s3::config::Credentials::from_keys(
+            &self.keys.access_key_id,
+            &self.keys.secret_access_key,
+            None,
+        );
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(self.region().to_owned()))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(credentials)
+            .force_path_style(true)
+    }
+
+    /// The server process's resident set size now (`VmRSS` of
+    /// `/proc/<pid>/status`), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        proc_status_bytes(self.pid(), "VmRSS:")
+            .unwrap_or_else(|| panic!("no VmRSS for pid {}", self.pid()))
+    }
+}
+
+/// A `/proc/<pid>/status` field given in kB (`VmRSS:`, `VmHWM:`), in
+/// bytes; `None` once the process is gone.
+pub fn proc_status_bytes(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with(field))?;
+    let kib: u64 = line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+// ---------------------------------------------------------------------------
+// Crashes (tests/crash.rs)
+// ---------------------------------------------------------------------------
+
+impl Server {
+    /// SIGKILL the server, as a crash would stop it: nothing is drained or
+    /// flushed. Returns once the process is reaped; the data directory stays
+    /// for [`Server::start_again`].
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        let Some(status) = self.wait_exit(STOP_TIMEOUT) else {
+            panic!("ringstore did not die of SIGKILL within {STOP_TIMEOUT:?}");
+        };
+        assert!(
+            status.code().is_none(),
+            "ringstore must die of the signal, it exited with {status}\n{}",
+            self.stderr()
+        );
+    }
+}
