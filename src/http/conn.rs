@@ -401,11 +401,42 @@ async fn write_response(
         io.write_all(&out).await?;
         return io.flush().await;
     };
-    if let Err(error) = object.send(io, out).await {
-        // The head (and maybe part of the body) is out: the only honest
-        // signal left is a short body, so the connection is closed.
-        tracing::error!(request_id, %error, "object body could not be sent");
-        return Err(std::io::Error::other("object body could not be sent"));
+    match object.send(io, out).await {
+        Ok(()) => {}
+        Err(s3::get::SendError::BeforeHead(error)) => {
+            // Nothing is out yet: answer with the error instead. The
+            // connection is closed after it, as after any storage failure.
+            tracing::error!(request_id, %error, "object could not be read");
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/xml"),
+            );
+            headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            headers.insert(
+                HeaderName::from_static("x-amz-request-id"),
+                HeaderValue::from_str(request_id).map_err(std::io::Error::other)?,
+            );
+            headers.insert(http::header::DATE, worker.dates.borrow_mut().header_value());
+            let body = error.to_xml(request_id);
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            let mut out = Vec::with_capacity(256 + body.len());
+            super::response::encode_response(
+                &mut out,
+                error.code.status(),
+                &headers,
+                body.as_bytes(),
+            );
+            io.write_all(&out).await?;
+            io.flush().await?;
+            return Err(std::io::Error::other("object could not be read"));
+        }
+        Err(s3::get::SendError::AfterHead(error)) => {
+            // The head (and maybe part of the body) is out: the only honest
+            // signal left is a short body, so the connection is closed.
+            tracing::error!(request_id, %error, "object body could not be sent");
+            return Err(std::io::Error::other("object body could not be sent"));
+        }
     }
     io.flush().await
 }

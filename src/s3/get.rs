@@ -40,11 +40,16 @@ impl ObjectStream {
     /// Write `head` and then the bytes to `io`, one checked extent at a
     /// time; the head goes out with the first piece (all of a small object),
     /// so a small GET is one write.
-    pub async fn send(&self, io: &mut ConnIo, mut head: Vec<u8>) -> Result<(), S3Error> {
+    ///
+    /// The error says whether the head went out: if it did not, the client
+    /// can still be told with an ordinary S3 error.
+    pub async fn send(&self, io: &mut ConnIo, mut head: Vec<u8>) -> Result<(), SendError> {
         match &self.commit.body {
             ObjectBody::Inline(data) => {
                 head.extend_from_slice(&data[to_usize(self.start)..to_usize(self.end)]);
-                io.write_all(&head).await.map_err(S3Error::internal)
+                io.write_all(&head)
+                    .await
+                    .map_err(|error| SendError::AfterHead(S3Error::internal(error)))
             }
             ObjectBody::Extents(extents) => {
                 let mut head = Some(head);
@@ -58,11 +63,19 @@ impl ObjectStream {
                             .shard
                             .read_extent(extent, to_u32(from), to_u32(to - from))
                             .await
-                            .map_err(S3Error::internal)?;
+                            .map_err(|error| {
+                                let error = S3Error::internal(error);
+                                if head.is_some() {
+                                    SendError::BeforeHead(error)
+                                } else {
+                                    SendError::AfterHead(error)
+                                }
+                            })?;
+                        let after_head = |error| SendError::AfterHead(S3Error::internal(error));
                         if let Some(head) = head.take() {
-                            io.write_all(&head).await.map_err(S3Error::internal)?;
+                            io.write_all(&head).await.map_err(after_head)?;
                         }
-                        io.write_all(&bytes).await.map_err(S3Error::internal)?;
+                        io.write_all(&bytes).await.map_err(after_head)?;
                     }
                     extent_start = extent_end;
                     if extent_start >= self.end {
@@ -73,6 +86,17 @@ impl ObjectStream {
             }
         }
     }
+}
+
+/// Why an object body could not be sent.
+#[derive(Debug)]
+pub enum SendError {
+    /// Nothing was written yet (the first extent failed its check): the
+    /// client can get an S3 error instead of the object.
+    BeforeHead(S3Error),
+    /// The head and maybe part of the body are out: the only honest signal
+    /// left is a short body, so the connection must be closed.
+    AfterHead(S3Error),
 }
 
 fn to_usize(value: u64) -> usize {

@@ -1259,7 +1259,7 @@ async fn classify_tail<F: SegmentFile>(
         tracing::warn!(
             segment = %segment_file_name(segment),
             offset,
-            "torn tail: records from this offset on were never acknowledged"
+            "torn tail: cutting off the records from this offset on (an unfinished write, or damage to the last write that cannot be told from one)"
         );
         Ok(ScanEnd::TornTail { offset, last_seq })
     } else {
