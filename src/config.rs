@@ -62,6 +62,14 @@ pub struct Args {
 pub enum Command {
     /// Serve S3 (the default when no command is given)
     Serve,
+    /// Check a stopped server's data directory offline
+    ///
+    /// Verifies every record's checksum, the index against the segments,
+    /// every live object's extents and the bucket catalog, and prints a
+    /// summary. Exit status 0: no damage (warnings allowed); 1: damage
+    /// found; 2: the check could not run (a server holds the directory, or
+    /// it is not a data directory).
+    Check,
 }
 
 /// The TOML file. Every field is optional; unknown fields are an error so

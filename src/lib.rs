@@ -33,6 +33,7 @@
 //! [`error::S3Error`].
 
 pub mod auth;
+pub mod check;
 pub mod config;
 pub mod error;
 pub mod http;

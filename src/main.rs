@@ -1,4 +1,5 @@
-//! The `ringstore` binary: parse arguments, load configuration, run.
+//! The `ringstore` binary: parse arguments, load configuration, then serve
+//! or check the data directory.
 
 use clap::Parser as _;
 
@@ -21,18 +22,28 @@ fn main() -> std::process::ExitCode {
         eprintln!("ringstore: internal error (panic); stopping the process");
         std::process::abort();
     }));
-    let result = ringstore::config::Config::resolve(&args)
-        .map_err(|error| error.to_string())
-        .and_then(|config| match args.command {
-            None | Some(ringstore::config::Command::Serve) => {
-                ringstore::server::runtime::run(&config).map_err(|error| error.to_string())
-            }
-        });
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("ringstore: {message}");
-            std::process::ExitCode::FAILURE
+    let config = match ringstore::config::Config::resolve(&args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("ringstore: {error}");
+            // `check` keeps 1 for "damage found" (see `check::main`).
+            return if matches!(args.command, Some(ringstore::config::Command::Check)) {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            };
         }
+    };
+    match args.command {
+        None | Some(ringstore::config::Command::Serve) => {
+            match ringstore::server::runtime::run(&config) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("ringstore: {error}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Some(ringstore::config::Command::Check) => ringstore::check::main(&config.data_dir),
     }
 }
