@@ -556,23 +556,6 @@ fn shard_name(id: usize) -> String {
     format!("shard-{id:02}")
 }
 
-/// The segment numbers present in a shard directory, ascending.
-fn list_segments(dir: &Path) -> io::Result<Vec<SegmentId>> {
-    let mut ids = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(number) = name.strip_prefix("seg-")
-            && number.len() == 8
-            && let Ok(id) = number.parse::<SegmentId>()
-        {
-            ids.push(id);
-        }
-    }
-    ids.sort_unstable();
-    Ok(ids)
-}
-
 /// A temporary directory, removed when dropped.
 struct Scratch {
     path: PathBuf,
@@ -777,7 +760,7 @@ impl<'a> ShardCheck<'a> {
         let reader = SegmentReader::new(ReadOnlyDir {
             path: self.dir.clone(),
         });
-        let segments = match list_segments(&self.dir) {
+        let segments = match crate::storage::shard::list_segments(&self.dir) {
             Ok(segments) => segments,
             Err(error) => {
                 self.findings.damage(
@@ -1534,7 +1517,7 @@ mod tests {
         run_on_executor(move || async move {
             segment::open_marker(&dir).await.unwrap();
             let (mut index, _) = Index::open(&dir.join(INDEX_DIR)).unwrap();
-            let segments = list_segments(&dir).unwrap();
+            let segments = crate::storage::shard::list_segments(&dir).unwrap();
             let mut end = SegmentPosition::START;
             let mut next_seq = 1;
             for &id in &segments {

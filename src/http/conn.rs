@@ -147,6 +147,21 @@ async fn read_head(worker: &Worker, io: &mut ConnIo, first: bool) -> HeadOutcome
     }
 }
 
+/// The one operation this request asks for.
+fn route(
+    worker: &Worker,
+    head: &RequestHead,
+) -> Result<crate::s3::router::Route, crate::s3::router::RouteError> {
+    crate::s3::router::route(
+        &worker.router,
+        &head.method,
+        head.host(),
+        &head.path,
+        head.query.as_deref(),
+        &head.headers,
+    )
+}
+
 /// The core that owns the object this request names, if it is not this
 /// one. Requests that name no object (bucket operations) and requests the
 /// router refuses are answered here.
@@ -155,15 +170,7 @@ fn owner_elsewhere(worker: &Worker, head: &RequestHead) -> Option<usize> {
     if shard_count == 1 {
         return None;
     }
-    let route = crate::s3::router::route(
-        &worker.router,
-        &head.method,
-        head.host(),
-        &head.path,
-        head.query.as_deref(),
-        &head.headers,
-    )
-    .ok()?;
+    let route = route(worker, head).ok()?;
     let owner = shard_for(route.bucket.as_deref()?, route.key.as_deref()?, shard_count);
     (owner != worker.shard_id()).then_some(owner)
 }
@@ -244,15 +251,7 @@ async fn run_request(
     operation: &mut &'static str,
 ) -> Result<(s3::Response, bool), (S3Error, String)> {
     let has_body = !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
-    let route = crate::s3::router::route(
-        &worker.router,
-        &head.method,
-        head.host(),
-        &head.path,
-        head.query.as_deref(),
-        &head.headers,
-    )
-    .map_err(|error| (S3Error::from(error), String::new()))?;
+    let route = route(worker, head).map_err(|error| (S3Error::from(error), String::new()))?;
     *operation = route.endpoint.name();
     let resource = resource_of(&route);
     let authenticated = {

@@ -227,13 +227,7 @@ impl Shard {
         let (location, seq) = self.append_pending(Kind::Commit, &payload).await?;
         let result = self.writer.sync(location).await;
         if result.is_ok() {
-            let etag = match commit.etag {
-                ETag::Md5(md5) => Etag { md5, part_count: 0 },
-                ETag::Multipart { digest, part_count } => Etag {
-                    md5: digest,
-                    part_count: u32::from(part_count),
-                },
-            };
+            let etag = index_etag(commit.etag);
             self.index.borrow_mut().insert(
                 IndexKey::new(&commit.bucket, &commit.key),
                 IndexEntry {
@@ -424,6 +418,17 @@ impl Shard {
     }
 }
 
+/// The index's compact form of an object's `ETag`.
+fn index_etag(etag: ETag) -> Etag {
+    match etag {
+        ETag::Md5(md5) => Etag { md5, part_count: 0 },
+        ETag::Multipart { digest, part_count } => Etag {
+            md5: digest,
+            part_count: u32::from(part_count),
+        },
+    }
+}
+
 /// Apply one replayed record to the index.
 fn replay(
     index: &mut Index,
@@ -438,13 +443,7 @@ fn replay(
                 location,
                 what: error.what,
             })?;
-            let etag = match commit.etag {
-                ETag::Md5(md5) => Etag { md5, part_count: 0 },
-                ETag::Multipart { digest, part_count } => Etag {
-                    md5: digest,
-                    part_count: u32::from(part_count),
-                },
-            };
+            let etag = index_etag(commit.etag);
             index.insert(
                 IndexKey::new(&commit.bucket, &commit.key),
                 IndexEntry {
@@ -478,7 +477,7 @@ fn replay(
 }
 
 /// The segment numbers present in `dir`, ascending.
-fn list_segments(dir: &Path) -> std::io::Result<Vec<SegmentId>> {
+pub fn list_segments(dir: &Path) -> std::io::Result<Vec<SegmentId>> {
     let mut ids = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let name = entry?.file_name();
