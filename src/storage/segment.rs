@@ -627,9 +627,12 @@ impl<D: SegmentDir> SegmentWriter<D> {
     }
 
     /// Make every record appended so far durable, and return the position
-    /// just after the last of them: a record boundary that is on stable
-    /// storage (an index checkpoint may point there and no further).
-    pub async fn sync_appended(&self) -> Result<(SegmentId, u64), StorageError> {
+    /// just after the last of them — a record boundary that is on stable
+    /// storage (an index checkpoint may point there and no further) — and
+    /// the sequence number the next record took at that moment: every
+    /// record before the boundary has a smaller one.
+    pub async fn sync_appended(&self) -> Result<(SegmentId, u64, u64), StorageError> {
+        let next_seq = self.next_seq();
         let (segment, offset) = self.appended_end();
         let len = u32::try_from(offset).expect("segments are smaller than 4 GiB");
         self.sync(Location {
@@ -638,7 +641,7 @@ impl<D: SegmentDir> SegmentWriter<D> {
             len,
         })
         .await?;
-        Ok((segment, offset))
+        Ok((segment, offset, next_seq))
     }
 
     /// Return once every record up to `upto` (a location this writer

@@ -404,16 +404,24 @@ impl Shard {
     /// appended records are synced first (a failed upload may have left
     /// unsynced data extents at the tail), then the boundary is the earliest
     /// record still pending, or the synced end when none is.
+    ///
+    /// `next_seq` is the number that followed the synced records, raised
+    /// only past records already in the memtable (which are durable). It is
+    /// not the writer's current next number: records appended while the
+    /// sync ran may still be lost in a crash, and a start would continue
+    /// numbering after them, leaving a gap that a full scan reports as
+    /// damage.
     async fn durable_checkpoint(&self) -> Result<Checkpoint, ShardError> {
-        let (segment, offset) = self.writer.sync_appended().await?;
+        let (segment, offset, synced_next_seq) = self.writer.sync_appended().await?;
         let synced = SegmentPosition { segment, offset };
         let position = match self.pending.borrow().first() {
             Some(&(segment, offset)) => synced.min(SegmentPosition { segment, offset }),
             None => synced,
         };
+        let memtable_next = self.index.borrow().memtable_seq_max() + 1;
         Ok(Checkpoint {
             position,
-            next_seq: self.writer.next_seq(),
+            next_seq: synced_next_seq.max(memtable_next),
         })
     }
 }

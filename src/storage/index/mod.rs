@@ -588,6 +588,13 @@ impl Index {
         self.runs.len()
     }
 
+    /// The highest sequence number in the memtable (0 when empty). A flush
+    /// checkpoint's `next_seq` must be above it.
+    #[must_use]
+    pub fn memtable_seq_max(&self) -> u64 {
+        self.memtable.seq_max()
+    }
+
     /// The number of entries in the memtable (tombstones included).
     #[must_use]
     pub fn memtable_len(&self) -> usize {
