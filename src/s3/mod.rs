@@ -43,16 +43,6 @@ impl S3Request<'_> {
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.into_owned())
     }
-
-    /// `/bucket` or `/bucket/key`, for the `<Resource>` of errors.
-    #[must_use]
-    pub fn resource(&self) -> String {
-        match (&self.route.bucket, &self.route.key) {
-            (Some(bucket), Some(key)) => format!("/{bucket}/{key}"),
-            (Some(bucket), None) => format!("/{bucket}"),
-            _ => "/".to_owned(),
-        }
-    }
 }
 
 /// A response: a small body held in memory, or an object's bytes streamed
