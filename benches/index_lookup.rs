@@ -39,6 +39,7 @@ fn entry(index: u64) -> IndexEntry {
                 offset: index * 4096,
                 len: 4096,
             },
+            first_segment: 1,
             size: 1_000_000 + index,
             etag: Etag {
                 md5: [0x5a; 16],

@@ -90,7 +90,9 @@ use crate::storage::index::{
     Checkpoint, Etag, Index, IndexEntry, IndexKey, IndexValue, SegmentPosition,
 };
 use crate::storage::location::{Location, SegmentId};
-use crate::storage::object::{ETag, Extent, ObjectBody, ObjectCommit, ObjectTombstone};
+use crate::storage::object::{
+    ETag, Extent, ObjectBody, ObjectCommit, ObjectTombstone, RelocatedVersion, Relocation,
+};
 use crate::storage::record::{self, Kind, RecordError};
 use crate::storage::segment::{
     self, ScanEnd, ScannedRecord, SegmentDir, SegmentFile as _, SegmentReader, SegmentRole,
@@ -200,6 +202,11 @@ pub struct ShardSummary {
     pub data_record_count: u64,
     pub commit_record_count: u64,
     pub tombstone_record_count: u64,
+    /// Versions compaction moved forward.
+    pub relocate_record_count: u64,
+    /// Segment numbers below the checkpoint that no longer exist: what
+    /// compaction deleted.
+    pub removed_segment_count: u64,
     /// `None` when the index does not open.
     pub checkpoint: Option<Checkpoint>,
     pub run_count: u64,
@@ -213,7 +220,10 @@ pub struct ShardSummary {
 impl ShardSummary {
     #[must_use]
     pub fn record_count(&self) -> u64 {
-        self.data_record_count + self.commit_record_count + self.tombstone_record_count
+        self.data_record_count
+            + self.commit_record_count
+            + self.tombstone_record_count
+            + self.relocate_record_count
     }
 }
 
@@ -247,6 +257,8 @@ impl Report {
             totals.data_record_count += shard.data_record_count;
             totals.commit_record_count += shard.commit_record_count;
             totals.tombstone_record_count += shard.tombstone_record_count;
+            totals.relocate_record_count += shard.relocate_record_count;
+            totals.removed_segment_count += shard.removed_segment_count;
             totals.run_count += shard.run_count;
             totals.index_object_count += shard.index_object_count;
             totals.live_object_count += shard.live_object_count;
@@ -279,15 +291,17 @@ impl fmt::Display for Report {
             };
             writeln!(
                 f,
-                "{}: {} segments ({} sealed, {} bytes); records: {} data, {} commit, {} \
-                 tombstone; {index}; live: {} objects, {} bytes",
+                "{}: {} segments ({} sealed, {} bytes, {} removed by compaction); records: {} \
+                 data, {} commit, {} tombstone, {} relocate; {index}; live: {} objects, {} bytes",
                 shard.name,
                 shard.segment_count,
                 shard.sealed_segment_count,
                 shard.segment_bytes,
+                shard.removed_segment_count,
                 shard.data_record_count,
                 shard.commit_record_count,
                 shard.tombstone_record_count,
+                shard.relocate_record_count,
                 shard.live_object_count,
                 shard.live_bytes
             )?;
@@ -297,11 +311,12 @@ impl fmt::Display for Report {
         writeln!(f, "segments: {}", totals.segment_count)?;
         writeln!(
             f,
-            "records: {} (data {}, commit {}, tombstone {})",
+            "records: {} (data {}, commit {}, tombstone {}, relocate {})",
             totals.record_count(),
             totals.data_record_count,
             totals.commit_record_count,
-            totals.tombstone_record_count
+            totals.tombstone_record_count,
+            totals.relocate_record_count
         )?;
         writeln!(f, "live objects: {}", totals.live_object_count)?;
         writeln!(f, "live bytes: {}", totals.live_bytes)?;
@@ -638,6 +653,42 @@ async fn record_damage(file: &DmaFile, offset: u64) -> Option<String> {
     record::decode(&bytes).err().map(|error| error.to_string())
 }
 
+/// The commit at `location`: a `Commit` record, or the `Relocate` record of
+/// a commit.
+async fn read_commit(
+    reader: &SegmentReader<ReadOnlyDir>,
+    location: Location,
+) -> Result<Result<ObjectCommit, crate::storage::object::DecodeError>, StorageError> {
+    let (kind, payload) = reader
+        .read_of(location, &[Kind::Commit, Kind::Relocate])
+        .await?;
+    if kind == Kind::Commit {
+        return Ok(ObjectCommit::decode(&payload));
+    }
+    Ok(
+        Relocation::decode(&payload).and_then(|relocation| match relocation.version {
+            RelocatedVersion::Commit(commit) => Ok(commit),
+            RelocatedVersion::Tombstone(_) => Err(crate::storage::object::DecodeError {
+                what: "a relocated tombstone, not a commit",
+            }),
+        }),
+    )
+}
+
+/// The key and (for a commit) object a relocation holds.
+fn relocated_version(relocation: &Relocation) -> (IndexKey, Option<ObjectSummary>) {
+    let (bucket, key) = relocation.version.bucket_and_key();
+    let object = match &relocation.version {
+        RelocatedVersion::Commit(commit) => Some(ObjectSummary {
+            size: commit.size,
+            etag: index_etag(commit.etag),
+            last_modified_ms: commit.last_modified_ms,
+        }),
+        RelocatedVersion::Tombstone(_) => None,
+    };
+    (IndexKey::new(bucket, key), object)
+}
+
 /// The part of a commit the index mirrors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ObjectSummary {
@@ -883,14 +934,27 @@ impl<'a> ShardCheck<'a> {
             if let Some(previous) = previous
                 && id != previous + 1
             {
-                self.findings.damage(
-                    format!("{}/{}", self.summary.name, segment_file_name(previous + 1)),
-                    format!(
-                        "missing: the segments jump from {} to {}",
-                        segment_file_name(previous),
-                        segment_file_name(id)
-                    ),
-                );
+                // Compaction deletes segments before the checkpoint; one
+                // missing at or after it held records a start must replay.
+                let missing = previous + 1..id;
+                let checkpoint_segment = self.checkpoint.position.segment;
+                if missing.end > checkpoint_segment {
+                    self.findings.damage(
+                        format!(
+                            "{}/{}",
+                            self.summary.name,
+                            segment_file_name(missing.start.max(checkpoint_segment))
+                        ),
+                        format!(
+                            "missing: the segments jump from {} to {}, past the index \
+                             checkpoint in {}",
+                            segment_file_name(previous),
+                            segment_file_name(id),
+                            segment_file_name(checkpoint_segment)
+                        ),
+                    );
+                }
+                self.summary.removed_segment_count += u64::from(id - previous - 1);
             }
             previous = Some(id);
             self.summary.segment_count += 1;
@@ -1019,6 +1083,19 @@ impl<'a> ShardCheck<'a> {
                 ObjectTombstone::decode(record.payload)
                     .map(|tombstone| (IndexKey::new(&tombstone.bucket, &tombstone.key), None))
             }
+            Kind::Relocate => {
+                self.summary.relocate_record_count += 1;
+                Relocation::decode(record.payload).map(|relocation| relocated_version(&relocation))
+            }
+        };
+        // A relocation is the same version as the record it copies: it
+        // carries that record's seq and, written later, wins a tie.
+        let (seq, relocated) = match record.kind {
+            Kind::Relocate => (
+                Relocation::decode(record.payload).map_or(0, |relocation| relocation.seq),
+                true,
+            ),
+            _ => (record.seq, false),
         };
         match version {
             Ok((key, object)) => {
@@ -1028,9 +1105,9 @@ impl<'a> ShardCheck<'a> {
                 } else {
                     &mut state.after
                 };
-                if slot.is_none_or(|newest| newest.seq < record.seq) {
+                if slot.is_none_or(|newest| newest.seq < seq || (relocated && newest.seq == seq)) {
                     *slot = Some(Version {
-                        seq: record.seq,
+                        seq,
                         location,
                         object,
                     });
@@ -1145,6 +1222,7 @@ impl<'a> ShardCheck<'a> {
             size,
             etag,
             last_modified_ms,
+            ..
         } = entry.value
         else {
             return;
@@ -1158,13 +1236,22 @@ impl<'a> ShardCheck<'a> {
                 last_modified_ms,
             }),
         };
-        let expected = self
+        let state = self
             .keys
             .get(&IndexKey::new(bucket, key))
-            .and_then(|state| state.before);
+            .copied()
+            .unwrap_or_default();
+        let expected = state.before;
         if expected == Some(indexed) {
             // The scan read this very record, checked it and decoded these
             // values from it.
+            return;
+        }
+        if state.after.is_some_and(|after| after.seq >= entry.seq) {
+            // A record after the checkpoint decides the key at start: a
+            // newer version, the same record (a flush also takes records
+            // appended after its checkpoint), or a relocation that points
+            // the entry at the version's new place.
             return;
         }
         if self.is_unverified(commit.segment, commit.end()) {
@@ -1178,8 +1265,8 @@ impl<'a> ShardCheck<'a> {
             ),
             None => "no record before the checkpoint names the key".to_owned(),
         };
-        let found = match reader.read(commit, Kind::Commit).await {
-            Ok(payload) => match ObjectCommit::decode(&payload) {
+        let found = match read_commit(reader, commit).await {
+            Ok(found) => match found {
                 Ok(found) => format!(
                     "a commit of {}/{} (size {}, etag {})",
                     found.bucket,
@@ -1235,13 +1322,8 @@ impl<'a> ShardCheck<'a> {
                         describe_version(&version)
                     ))
                 }
-                (None, Some(entry)) if entry.is_tombstone() => Some(format!(
-                    "the index has a tombstone with seq {} for {}/{}, which no record before the \
-                     checkpoint names",
-                    entry.seq,
-                    key.bucket(),
-                    key.key()
-                )),
+                // A tombstone no record names is one compaction dropped once
+                // no older version of its key was left: deleted either way.
                 _ => None,
             };
             if let Some(problem) = problem {
@@ -1276,8 +1358,8 @@ impl<'a> ShardCheck<'a> {
                     ),
                 );
             }
-            let commit = match reader.read(version.location, Kind::Commit).await {
-                Ok(payload) => ObjectCommit::decode(&payload),
+            let commit = match read_commit(reader, version.location).await {
+                Ok(commit) => commit,
                 Err(error) => {
                     self.findings.damage(
                         self.place(version.location.segment, version.location.offset),
@@ -1531,12 +1613,8 @@ mod tests {
                     let (key, value) = match record.kind {
                         Kind::Commit => {
                             let commit = ObjectCommit::decode(record.payload).unwrap();
-                            let value = IndexValue::Object {
-                                commit: record.location,
-                                size: commit.size,
-                                etag: index_etag(commit.etag),
-                                last_modified_ms: commit.last_modified_ms,
-                            };
+                            let value =
+                                crate::storage::shard::object_index_value(record.location, &commit);
                             (IndexKey::new(&commit.bucket, &commit.key), value)
                         }
                         Kind::Tombstone => {
@@ -1544,7 +1622,7 @@ mod tests {
                             let key = IndexKey::new(&tombstone.bucket, &tombstone.key);
                             (key, IndexValue::Tombstone)
                         }
-                        Kind::Data | Kind::Padding => return Ok(()),
+                        Kind::Data | Kind::Padding | Kind::Relocate => return Ok(()),
                     };
                     index.insert(
                         key,
@@ -1646,6 +1724,7 @@ mod tests {
                 offset: 0,
                 len: 64,
             },
+            first_segment: 1,
             size,
             etag: Etag {
                 md5: [9; 16],

@@ -90,6 +90,10 @@ pub struct FileConfig {
     pub idle_timeout_ms: Option<u64>,
     pub body_read_timeout_ms: Option<u64>,
     pub connections_per_core_max: Option<usize>,
+    /// Size bound of one segment file, fixed per process (not per data
+    /// directory: segments of any size are read back).
+    pub segment_bytes: Option<u64>,
+    pub compaction_interval_ms: Option<u64>,
 }
 
 /// The resolved configuration the server runs with.
@@ -106,6 +110,8 @@ pub struct Config {
     pub idle_timeout_ms: u64,
     pub body_read_timeout_ms: u64,
     pub connections_per_core_max: usize,
+    pub segment_bytes: u64,
+    pub compaction_interval_ms: u64,
 }
 
 #[derive(Debug)]
@@ -184,6 +190,12 @@ impl Config {
             connections_per_core_max: file
                 .connections_per_core_max
                 .unwrap_or(limits::CONNECTIONS_PER_CORE_MAX_DEFAULT),
+            segment_bytes: file
+                .segment_bytes
+                .unwrap_or(crate::storage::segment::SEGMENT_BYTES_MAX),
+            compaction_interval_ms: file
+                .compaction_interval_ms
+                .unwrap_or(limits::COMPACTION_INTERVAL_MS_DEFAULT),
         };
         config.validate(online)?;
         Ok(config)
@@ -224,10 +236,23 @@ impl Config {
                 ));
             }
         }
+        let segment_min = limits::SEGMENT_BYTES_MIN;
+        let segment_max = crate::storage::segment::SEGMENT_BYTES_MAX;
+        if self.segment_bytes < segment_min
+            || self.segment_bytes > segment_max
+            || !self
+                .segment_bytes
+                .is_multiple_of(crate::storage::segment::BLOCK_BYTES)
+        {
+            return Err(ConfigError(format!(
+                "segment_bytes must be a multiple of 4096 from {segment_min} to {segment_max}"
+            )));
+        }
         for (name, value) in [
             ("head_timeout_ms", self.head_timeout_ms),
             ("idle_timeout_ms", self.idle_timeout_ms),
             ("body_read_timeout_ms", self.body_read_timeout_ms),
+            ("compaction_interval_ms", self.compaction_interval_ms),
         ] {
             if value == 0 {
                 return Err(ConfigError(format!("{name} must be at least 1")));

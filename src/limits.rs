@@ -77,6 +77,16 @@ pub const BODY_READ_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 /// connection receives `503 SlowDown` and is closed.
 pub const CONNECTIONS_PER_CORE_MAX_DEFAULT: usize = 4096;
 
+/// Default time between two checks of whether a compaction pass is due
+/// (`storage::shard::compaction`). A check that finds nothing due costs
+/// nothing; a pass walks the index.
+pub const COMPACTION_INTERVAL_MS_DEFAULT: u64 = 10_000;
+
+/// Smallest `segment_bytes` setting: the largest record (a 4 MiB payload
+/// plus its header) and a seal must fit, with room to spare. Small
+/// segments are for tests that want compaction to happen quickly.
+pub const SEGMENT_BYTES_MIN: u64 = 8 * 1024 * 1024;
+
 /// How long shutdown waits for in-flight requests before it exits anyway.
 pub const SHUTDOWN_DRAIN_MS: u64 = 10_000;
 

@@ -26,7 +26,7 @@ use crate::s3_error;
 use crate::server::worker::Worker;
 use crate::storage::index::IndexValue;
 use crate::storage::object::{ObjectBody, ObjectCommit};
-use crate::storage::shard::Shard;
+use crate::storage::shard::{ReadPin, Shard};
 
 /// The bytes `start..end` of an object, to be streamed after the head.
 pub struct ObjectStream {
@@ -34,6 +34,8 @@ pub struct ObjectStream {
     pub commit: ObjectCommit,
     pub start: u64,
     pub end: u64,
+    /// Keeps compaction from deleting the object's segments mid-stream.
+    pub pin: ReadPin,
 }
 
 impl ObjectStream {
@@ -117,7 +119,7 @@ pub async fn get_object(
         return Err(super::bucket::no_such_bucket(bucket));
     }
     let shard = worker.shard();
-    let Some(entry) = shard.lookup(bucket, key) else {
+    let Some((entry, pin)) = shard.lookup_pinned(bucket, key) else {
         return Err(
             s3_error!(NoSuchKey, "The specified key does not exist.").with_extra("Key", key)
         );
@@ -170,6 +172,7 @@ pub async fn get_object(
             commit,
             start,
             end,
+            pin,
         });
     }
     Ok(response)

@@ -207,8 +207,16 @@ async fn serve_core(
     let (_mesh, worker) =
         Mesh::join(mesh, shard_count, |mesh| Rc::new(Worker::new(setup, mesh))).await;
     let shard_dir = crate::storage::shard::shard_dir(&setup.config.data_dir, worker.shard_id());
-    match crate::storage::shard::Shard::open(&shard_dir).await {
-        Ok(shard) => worker.set_shard(Rc::new(shard)),
+    let options = crate::storage::segment::WriterOptions {
+        segment_bytes_max: setup.config.segment_bytes,
+        ..crate::storage::segment::WriterOptions::default()
+    };
+    match crate::storage::shard::Shard::open_with(&shard_dir, options).await {
+        Ok(shard) => {
+            let shard = Rc::new(shard);
+            shard.start_compaction(Duration::from_millis(setup.config.compaction_interval_ms));
+            worker.set_shard(shard);
+        }
         Err(error) => {
             let _ = events.send(CoreEvent::Failed(format!(
                 "cannot open the storage of shard {} in {}: {error}",

@@ -38,6 +38,13 @@
 //!
 //! ObjectTombstone
 //!   u8 layout = 1 | str16 bucket | str16 key | i64 deleted_ms
+//!
+//! Relocation (a version compaction moved forward)
+//!   u8       layout           = 1
+//!   u64      version seq      the seq of the record that made this version
+//!   u32      origin segment   the segment that record was written to
+//!   u8       version kind     2 = commit, 3 = tombstone (the record kinds)
+//!   …        the version's ObjectCommit or ObjectTombstone payload, to the end
 //! ```
 //!
 //! The layout byte lets a later version add fields without a new record
@@ -54,7 +61,7 @@
 //! up. It returns an error, never panics.
 
 use crate::limits;
-use crate::storage::location::Location;
+use crate::storage::location::{Location, SegmentId};
 use crate::storage::record;
 
 /// Largest object whose bytes are stored inside its commit record.
@@ -103,10 +110,11 @@ const _: () = assert!(
 );
 const _: () = assert!(EXTENT_BYTES_MAX <= record::RECORD_PAYLOAD_BYTES_MAX);
 const _: () = assert!(INLINE_BYTES_MAX < EXTENT_BYTES_MAX as usize);
-// The largest commit fits in one record: fixed fields, six headers, user
+// The largest commit, also when relocated, fits in one record: fixed fields, six headers, user
 // metadata, checksums and the larger of the two bodies.
 const _: () = assert!(
-    64 + limits::BUCKET_NAME_BYTES_MAX
+    64 + Relocation::OVERHEAD_BYTES
+        + limits::BUCKET_NAME_BYTES_MAX
         + limits::KEY_BYTES_MAX
         + HEADER_COUNT * (2 + HEADER_VALUE_BYTES_MAX)
         + 4 * limits::USER_METADATA_BYTES_MAX
@@ -250,6 +258,43 @@ pub struct ObjectTombstone {
     pub key: String,
     /// Unix milliseconds.
     pub deleted_ms: i64,
+}
+
+/// A version moved forward by compaction: the payload of a `Relocate`
+/// record. It is the same version as the record it copies — same `seq`,
+/// same object — at a new place, with its extents possibly moved too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relocation {
+    /// The sequence number of the `Commit` or `Tombstone` record that first
+    /// wrote this version: the version's identity, which decides what is
+    /// newer.
+    pub seq: u64,
+    /// The segment that first record was written to. Every older version of
+    /// the key was written before it (compaction's ordering rule), so a
+    /// relocated tombstone is needed only while a segment at or before this
+    /// one exists.
+    pub origin_segment: SegmentId,
+    pub version: RelocatedVersion,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "compaction holds one relocation at a time; boxing would cost an allocation each"
+)]
+pub enum RelocatedVersion {
+    Commit(ObjectCommit),
+    Tombstone(ObjectTombstone),
+}
+
+impl RelocatedVersion {
+    #[must_use]
+    pub fn bucket_and_key(&self) -> (&str, &str) {
+        match self {
+            RelocatedVersion::Commit(commit) => (&commit.bucket, &commit.key),
+            RelocatedVersion::Tombstone(tombstone) => (&tombstone.bucket, &tombstone.key),
+        }
+    }
 }
 
 /// Why a payload is not a valid commit or tombstone.
@@ -481,6 +526,49 @@ impl ObjectTombstone {
             bucket,
             key,
             deleted_ms,
+        })
+    }
+}
+
+impl Relocation {
+    /// Bytes a relocation adds in front of the version's own payload.
+    pub const OVERHEAD_BYTES: usize = 1 + 8 + 4 + 1;
+
+    /// The payload of this relocation's `Relocate` record.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let (kind, version) = match &self.version {
+            RelocatedVersion::Commit(commit) => (record::Kind::Commit, commit.encode()),
+            RelocatedVersion::Tombstone(tombstone) => (record::Kind::Tombstone, tombstone.encode()),
+        };
+        let mut out = Vec::with_capacity(Self::OVERHEAD_BYTES + version.len());
+        out.push(LAYOUT);
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&self.origin_segment.to_le_bytes());
+        out.push(kind as u8);
+        out.extend_from_slice(&version);
+        assert!(out.len() <= record::RECORD_PAYLOAD_BYTES_MAX as usize);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Relocation, DecodeError> {
+        let mut reader = Reader { bytes };
+        reader.layout()?;
+        let seq = reader.u64()?;
+        let origin_segment = reader.u32()?;
+        let version = match record::Kind::from_u8(reader.u8()?) {
+            Some(record::Kind::Commit) => {
+                RelocatedVersion::Commit(ObjectCommit::decode(reader.bytes)?)
+            }
+            Some(record::Kind::Tombstone) => {
+                RelocatedVersion::Tombstone(ObjectTombstone::decode(reader.bytes)?)
+            }
+            _ => return Err(error("unknown relocated version kind")),
+        };
+        Ok(Relocation {
+            seq,
+            origin_segment,
+            version,
         })
     }
 }
@@ -733,6 +821,37 @@ mod tests {
             ObjectTombstone::decode(&tombstone.encode()).unwrap(),
             tombstone
         );
+    }
+
+    #[test]
+    fn relocation_round_trip_and_truncations() {
+        let tombstone = ObjectTombstone {
+            bucket: "bucket".to_owned(),
+            key: "gone".to_owned(),
+            deleted_ms: 7,
+        };
+        for version in [
+            RelocatedVersion::Commit(full_commit()),
+            RelocatedVersion::Commit(small_commit(b"inline")),
+            RelocatedVersion::Tombstone(tombstone),
+        ] {
+            let relocation = Relocation {
+                seq: 0x0102_0304_0506_0708,
+                origin_segment: 42,
+                version,
+            };
+            let bytes = relocation.encode();
+            assert_eq!(Relocation::decode(&bytes).unwrap(), relocation);
+            for len in 0..bytes.len() {
+                assert!(Relocation::decode(&bytes[..len]).is_err(), "length {len}");
+            }
+            let mut wrong_kind = bytes.clone();
+            wrong_kind[13] = record::Kind::Data as u8;
+            assert_eq!(
+                Relocation::decode(&wrong_kind),
+                Err(error("unknown relocated version kind"))
+            );
+        }
     }
 
     #[test]

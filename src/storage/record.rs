@@ -112,7 +112,10 @@ pub enum Kind {
     /// Filler with a zero payload; with [`FLAG_SEAL`], the end of a sealed
     /// segment. Scans skip it.
     Padding = 4,
-    // 5..=15 are reserved for the multipart records (upload created, part,
+    /// Compaction moved a version (a commit or a tombstone) forward
+    /// (`object::Relocation`): the same version, at a new place.
+    Relocate = 5,
+    // 6..=15 are reserved for the multipart records (upload created, part,
     // upload completed, upload aborted) and later kinds.
 }
 
@@ -124,6 +127,7 @@ impl Kind {
             2 => Some(Kind::Commit),
             3 => Some(Kind::Tombstone),
             4 => Some(Kind::Padding),
+            5 => Some(Kind::Relocate),
             _ => None,
         }
     }
@@ -131,7 +135,7 @@ impl Kind {
     fn flags_allowed(self) -> u16 {
         match self {
             Kind::Padding => FLAG_SEAL,
-            Kind::Data | Kind::Commit | Kind::Tombstone => 0,
+            Kind::Data | Kind::Commit | Kind::Tombstone | Kind::Relocate => 0,
         }
     }
 }
@@ -324,7 +328,13 @@ mod tests {
     #[test]
     fn round_trip() {
         for len in LENGTHS {
-            for kind in [Kind::Data, Kind::Commit, Kind::Tombstone, Kind::Padding] {
+            for kind in [
+                Kind::Data,
+                Kind::Commit,
+                Kind::Tombstone,
+                Kind::Padding,
+                Kind::Relocate,
+            ] {
                 let payload = payload(len);
                 let mut bytes = Vec::new();
                 encode_into(&mut bytes, &header(kind), &payload);
@@ -463,7 +473,7 @@ mod tests {
     fn reserved_kinds_and_flags_are_rejected() {
         let mut bytes = Vec::new();
         encode_into(&mut bytes, &header(Kind::Data), b"abc");
-        for kind in [0_u8, 5, 15, 255] {
+        for kind in [0_u8, 6, 15, 255] {
             let mut damaged = bytes.clone();
             damaged[KIND_AT] = kind;
             assert_eq!(

@@ -136,7 +136,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
-use std::ops::{Deref, Range};
+use std::ops::{ControlFlow, Deref, Range};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -536,7 +536,9 @@ impl<D: SegmentDir> SegmentWriter<D> {
     ) -> Result<SegmentWriter<D>, StorageError> {
         options.check();
         assert!(end_offset.is_multiple_of(u64::from(record::RECORD_ALIGNMENT_BYTES)));
-        assert!(end_offset <= options.segment_bytes_max);
+        // A segment written under a larger `segment_bytes_max` (the setting
+        // changed between starts) is sealed by its next append.
+        assert!(end_offset <= SEGMENT_BYTES_MAX);
         let file = dir.open(segment).await.map_err(StorageError::Io)?;
         file.truncate(end_offset).await.map_err(StorageError::Io)?;
         file.fdatasync().await.map_err(StorageError::Io)?;
@@ -594,6 +596,21 @@ impl<D: SegmentDir> SegmentWriter<D> {
     /// Append one record; it is durable once [`Self::sync`] covering it
     /// returns. `Padding` is the writer's own.
     pub async fn append(&self, kind: Kind, payload: &[u8]) -> Result<Location, StorageError> {
+        let location = self.append_if(kind, payload, || true).await?;
+        Ok(location.expect("the condition always holds"))
+    }
+
+    /// Append one record if `condition` holds at the moment the record takes
+    /// its place in the segment (its sequence number and offset), and
+    /// `None` otherwise. Nothing else is appended between the check and that
+    /// moment, so a caller can order its record before any record appended
+    /// after the state it checks changes (compaction does).
+    pub async fn append_if(
+        &self,
+        kind: Kind,
+        payload: &[u8],
+        condition: impl FnOnce() -> bool,
+    ) -> Result<Option<Location>, StorageError> {
         assert_ne!(kind, Kind::Padding, "padding records are the writer's own");
         let too_large = StorageError::TooLarge {
             len: payload.len(),
@@ -623,7 +640,11 @@ impl<D: SegmentDir> SegmentWriter<D> {
         if !self.options.fits(tail, record_len) {
             self.roll_over().await?;
         }
-        self.put_record(kind, 0, payload).await
+        if !condition() {
+            return Ok(None);
+        }
+        // `put_record` numbers and places the record before its first await.
+        self.put_record(kind, 0, payload).await.map(Some)
     }
 
     /// Make every record appended so far durable, and return the position
@@ -846,7 +867,7 @@ impl<D: SegmentDir> SegmentWriter<D> {
     async fn roll_over(&self) -> Result<(), StorageError> {
         let tail = self.state.borrow().tail;
         let seal_end = align_up(tail + u64::from(record::HEADER_BYTES), BLOCK_BYTES);
-        assert!(seal_end <= self.options.segment_bytes_max);
+        assert!(seal_end <= SEGMENT_BYTES_MAX);
         let seal_payload = to_usize(seal_end - tail) - record::HEADER_BYTES as usize;
         let seal = self
             .put_record(Kind::Padding, record::FLAG_SEAL, &ZEROS[..seal_payload])
@@ -954,6 +975,17 @@ impl<D: SegmentDir> SegmentReader<D> {
         read_record(&*file, location, kind).await
     }
 
+    /// Read and check the record at `location`, which must be of one of
+    /// `kinds`.
+    pub async fn read_of(
+        &self,
+        location: Location,
+        kinds: &[Kind],
+    ) -> Result<(Kind, Payload<<D::File as SegmentFile>::Bytes>), StorageError> {
+        let file = self.file(location.segment).await?;
+        read_record_of(&*file, location, kinds).await
+    }
+
     /// Bytes `start..start + len` of the payload of the `Data` record at
     /// `location`. The whole record is read, because its checksum covers
     /// all of it.
@@ -984,7 +1016,8 @@ impl<D: SegmentDir> SegmentReader<D> {
         self.files.borrow_mut().remove(&segment);
     }
 
-    async fn file(&self, segment: SegmentId) -> Result<Rc<D::File>, StorageError> {
+    /// The open file of `segment` (opened if needed).
+    pub async fn file(&self, segment: SegmentId) -> Result<Rc<D::File>, StorageError> {
         if let Some(file) = self.files.borrow().get(&segment) {
             return Ok(Rc::clone(file));
         }
@@ -1005,6 +1038,18 @@ pub async fn read_record<F: SegmentFile>(
     location: Location,
     kind: Kind,
 ) -> Result<Payload<F::Bytes>, StorageError> {
+    read_record_of(file, location, &[kind])
+        .await
+        .map(|(_, payload)| payload)
+}
+
+/// Read and check the record at `location` in `file`, which must be of one
+/// of `kinds`; returns its kind and payload.
+pub async fn read_record_of<F: SegmentFile>(
+    file: &F,
+    location: Location,
+    kinds: &[Kind],
+) -> Result<(Kind, Payload<F::Bytes>), StorageError> {
     let corrupted = |what: String| StorageError::Corrupted {
         segment: location.segment,
         offset: location.offset,
@@ -1030,18 +1075,21 @@ pub async fn read_record<F: SegmentFile>(
             decoded.len, location.len
         )));
     }
-    if decoded.header.kind != kind {
+    let kind = decoded.header.kind;
+    if !kinds.contains(&kind) {
         return Err(corrupted(format!(
-            "record is {:?}, expected {kind:?}",
-            decoded.header.kind
+            "record is {kind:?}, expected one of {kinds:?}"
         )));
     }
     let start = record::HEADER_BYTES as usize;
     let end = start + decoded.payload.len();
-    Ok(Payload {
-        bytes,
-        range: start..end,
-    })
+    Ok((
+        kind,
+        Payload {
+            bytes,
+            range: start..end,
+        },
+    ))
 }
 
 // ---------------------------------------------------------------------------
@@ -1116,6 +1164,35 @@ pub async fn scan<F: SegmentFile>(
     role: SegmentRole,
     mut visit: impl FnMut(ScannedRecord<'_>) -> Result<(), StorageError>,
 ) -> Result<ScanEnd, StorageError> {
+    let scanned = scan_until(file, segment, from_offset, role, |record| {
+        visit(record).map(|()| ControlFlow::Continue(()))
+    })
+    .await?;
+    match scanned {
+        Scanned::End(end) => Ok(end),
+        Scanned::Stopped { .. } => unreachable!("the visitor never stops"),
+    }
+}
+
+/// Where [`scan_until`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scanned {
+    /// The segment ended.
+    End(ScanEnd),
+    /// The visitor asked to stop; the scan can go on from `next_offset`,
+    /// the end of the last record it visited.
+    Stopped { next_offset: u64 },
+}
+
+/// [`scan`], with a visitor that can stop the walk after any record, so that
+/// a long segment can be processed a slice at a time (compaction).
+pub async fn scan_until<F: SegmentFile>(
+    file: &F,
+    segment: SegmentId,
+    from_offset: u64,
+    role: SegmentRole,
+    mut visit: impl FnMut(ScannedRecord<'_>) -> Result<ControlFlow<()>, StorageError>,
+) -> Result<Scanned, StorageError> {
     assert!(from_offset.is_multiple_of(u64::from(record::RECORD_ALIGNMENT_BYTES)));
     let corrupted = |offset: u64, what: String| StorageError::Corrupted {
         segment,
@@ -1144,7 +1221,7 @@ pub async fn scan<F: SegmentFile>(
                     offset,
                     "sealed segment ends without its seal record".to_owned(),
                 )),
-                SegmentRole::Last => Ok(ScanEnd::Open { offset, last_seq }),
+                SegmentRole::Last => Ok(Scanned::End(ScanEnd::Open { offset, last_seq })),
             };
         }
         let zeros = chunks
@@ -1159,21 +1236,26 @@ pub async fn scan<F: SegmentFile>(
                 Ok(decoded) => {
                     let location = follow(segment, offset, &decoded, &mut last_seq)?;
                     if decoded.header.kind != Kind::Padding {
-                        visit(ScannedRecord {
+                        let flow = visit(ScannedRecord {
                             location,
                             kind: decoded.header.kind,
                             seq: decoded.header.seq,
                             payload: decoded.payload,
                         })?;
+                        if flow.is_break() {
+                            return Ok(Scanned::Stopped {
+                                next_offset: location.end(),
+                            });
+                        }
                     } else if decoded.header.flags & record::FLAG_SEAL != 0 {
                         let end = location.end();
                         if let Some(at) = chunks.first_non_zero(end).await? {
                             return Err(corrupted(at, "bytes after the segment's seal".to_owned()));
                         }
-                        return Ok(ScanEnd::Sealed {
+                        return Ok(Scanned::End(ScanEnd::Sealed {
                             offset: end,
                             last_seq,
-                        });
+                        }));
                     }
                     offset = location.end();
                     continue;
@@ -1183,7 +1265,9 @@ pub async fn scan<F: SegmentFile>(
         };
         return match role {
             SegmentRole::Sealed => Err(corrupted(offset, damage.to_string())),
-            SegmentRole::Last => classify_tail(&mut chunks, segment, offset, last_seq, zeros).await,
+            SegmentRole::Last => classify_tail(&mut chunks, segment, offset, last_seq, zeros)
+                .await
+                .map(Scanned::End),
         };
     }
 }

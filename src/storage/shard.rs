@@ -39,15 +39,21 @@
 //! damage); damage anywhere else stops the start with an error.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+
+mod compaction;
+
+pub use compaction::{COMPACTION_LIVE_PERCENT_MAX, CompactionStats};
 
 use super::index::{
     Checkpoint, Etag, Index, IndexEntry, IndexError, IndexKey, IndexValue, SegmentPosition,
 };
 use super::location::{Location, SegmentId};
-use super::object::{ETag, ObjectCommit, ObjectTombstone};
+use super::object::{
+    ETag, ObjectBody, ObjectCommit, ObjectTombstone, RelocatedVersion, Relocation,
+};
 use super::record::Kind;
 use super::segment::{
     self, DmaSegmentDir, ScanEnd, SegmentDir as _, SegmentReader, SegmentRole, SegmentWriter,
@@ -111,13 +117,43 @@ pub fn shard_dir(data_dir: &Path, id: usize) -> PathBuf {
 pub const REPLAY_BYTES_FLUSH: u64 = 512 * 1024 * 1024;
 
 pub struct Shard {
+    dir: PathBuf,
     writer: SegmentWriter<DmaSegmentDir>,
     reader: SegmentReader<DmaSegmentDir>,
     index: RefCell<Index>,
-    /// Commit and tombstone records appended but not yet in the index.
+    /// Commit, tombstone and relocation records appended but not yet in
+    /// the index.
     pending: RefCell<BTreeSet<(SegmentId, u64)>>,
+    /// Keys with a commit or tombstone on its way (marked before its
+    /// append, cleared once it is in the index): compaction does not move a
+    /// version forward while a newer one may already be in the segments.
+    pending_keys: RefCell<HashMap<IndexKey, u32>>,
     /// An index flush or merge is running on the blocking pool.
     index_job_running: Cell<bool>,
+    /// Readers in progress per segment (see [`ReadPin`]).
+    pins: Rc<RefCell<BTreeMap<SegmentId, u32>>>,
+    compaction: compaction::State,
+}
+
+/// Keeps the segments an object's records are in from being deleted by
+/// compaction while a GET still reads them. Taken together with the index
+/// lookup, so no compaction can delete them in between.
+pub struct ReadPin {
+    pins: Rc<RefCell<BTreeMap<SegmentId, u32>>>,
+    segments: std::ops::RangeInclusive<SegmentId>,
+}
+
+impl Drop for ReadPin {
+    fn drop(&mut self) {
+        let mut pins = self.pins.borrow_mut();
+        for segment in self.segments.clone() {
+            let count = pins.get_mut(&segment).expect("pinned");
+            *count -= 1;
+            if *count == 0 {
+                pins.remove(&segment);
+            }
+        }
+    }
 }
 
 impl Shard {
@@ -193,11 +229,15 @@ impl Shard {
             SegmentWriter::create(segment_dir.clone(), first, next_seq, options).await?
         };
         Ok(Shard {
+            dir: dir.to_owned(),
             writer,
             reader: SegmentReader::new(segment_dir),
             index: RefCell::new(index),
             pending: RefCell::new(BTreeSet::new()),
+            pending_keys: RefCell::new(HashMap::new()),
             index_job_running: Cell::new(false),
+            pins: Rc::new(RefCell::new(BTreeMap::new())),
+            compaction: compaction::State::new(options.segment_bytes_max),
         })
     }
 
@@ -205,6 +245,38 @@ impl Shard {
     #[must_use]
     pub fn lookup(&self, bucket: &str, key: &str) -> Option<IndexEntry> {
         self.index.borrow().get_live(bucket, key)
+    }
+
+    /// The live version of `key`, with its segments pinned until the pin is
+    /// dropped: what a GET uses, so that compaction waits for it before it
+    /// deletes a segment the object was in.
+    #[must_use]
+    pub fn lookup_pinned(&self, bucket: &str, key: &str) -> Option<(IndexEntry, ReadPin)> {
+        let entry = self.lookup(bucket, key)?;
+        let IndexValue::Object {
+            commit,
+            first_segment,
+            ..
+        } = entry.value
+        else {
+            unreachable!("lookup returns live objects only");
+        };
+        let segments = first_segment.clamp(1, commit.segment)..=commit.segment;
+        let mut pins = self.pins.borrow_mut();
+        for segment in segments.clone() {
+            *pins.entry(segment).or_insert(0) += 1;
+        }
+        Some((
+            entry,
+            ReadPin {
+                pins: Rc::clone(&self.pins),
+                segments,
+            },
+        ))
+    }
+
+    fn pinned(&self, segment: SegmentId) -> bool {
+        self.pins.borrow().contains_key(&segment)
     }
 
     #[must_use]
@@ -223,27 +295,35 @@ impl Shard {
 
     /// Make `commit` durable, then visible.
     pub async fn commit(self: &Rc<Self>, commit: &ObjectCommit) -> Result<(), ShardError> {
-        let payload = commit.encode();
-        let (location, seq) = self.append_pending(Kind::Commit, &payload).await?;
-        let result = self.writer.sync(location).await;
-        if result.is_ok() {
-            let etag = index_etag(commit.etag);
-            self.index.borrow_mut().insert(
-                IndexKey::new(&commit.bucket, &commit.key),
-                IndexEntry {
-                    seq,
-                    value: IndexValue::Object {
-                        commit: location,
-                        size: commit.size,
-                        etag,
-                        last_modified_ms: commit.last_modified_ms,
-                    },
-                },
+        if let ObjectBody::Extents(extents) = &commit.body {
+            // Extents come from `append_data` of this upload, so they are in
+            // segments compaction is not emptying. (A commit that shares
+            // older data, as multipart and copies will, must pin it.)
+            let compaction = self.compaction.retiring.borrow();
+            debug_assert!(
+                extents
+                    .iter()
+                    .all(|extent| !compaction.contains(&extent.location.segment))
             );
         }
-        self.pending
-            .borrow_mut()
-            .remove(&(location.segment, location.offset));
+        let key = IndexKey::new(&commit.bucket, &commit.key);
+        let payload = commit.encode();
+        let (location, seq) = self
+            .append_pending(Kind::Commit, &payload, Some(&key))
+            .await?;
+        let result = self.writer.sync(location).await;
+        if result.is_ok() {
+            let value = object_index_value(location, commit);
+            let previous = self.index.borrow().get_live(&commit.bucket, &commit.key);
+            if self
+                .index
+                .borrow_mut()
+                .insert(key.clone(), IndexEntry { seq, value })
+            {
+                self.compaction.superseded(previous.as_ref());
+            }
+        }
+        self.unmark_pending(location, Some(&key));
         result?;
         self.maybe_flush_index();
         Ok(())
@@ -255,54 +335,119 @@ impl Shard {
         if self.lookup(&tombstone.bucket, &tombstone.key).is_none() {
             return Ok(false);
         }
+        let key = IndexKey::new(&tombstone.bucket, &tombstone.key);
         let (location, seq) = self
-            .append_pending(Kind::Tombstone, &tombstone.encode())
+            .append_pending(Kind::Tombstone, &tombstone.encode(), Some(&key))
             .await?;
         let result = self.writer.sync(location).await;
         if result.is_ok() {
-            self.index.borrow_mut().insert(
-                IndexKey::new(&tombstone.bucket, &tombstone.key),
+            let previous = self
+                .index
+                .borrow()
+                .get_live(&tombstone.bucket, &tombstone.key);
+            if self.index.borrow_mut().insert(
+                key.clone(),
                 IndexEntry {
                     seq,
                     value: IndexValue::Tombstone,
                 },
-            );
+            ) {
+                self.compaction.superseded(previous.as_ref());
+            }
         }
-        self.pending
-            .borrow_mut()
-            .remove(&(location.segment, location.offset));
+        self.unmark_pending(location, Some(&key));
         result?;
         self.maybe_flush_index();
         Ok(true)
     }
 
-    /// Append a record and mark it pending until it is in the index. The
-    /// record's sequence number is the writer's next one: appends on a core
-    /// are serialized by the writer, and nothing else runs between reading
-    /// the number and the append taking it.
+    /// Append a record and mark it pending until it is in the index; its
+    /// key too, from before the append. Returns the record's sequence
+    /// number (see [`Self::appended_seq`]).
     async fn append_pending(
         &self,
         kind: Kind,
         payload: &[u8],
+        key: Option<&IndexKey>,
     ) -> Result<(Location, u64), ShardError> {
-        let location = self.writer.append(kind, payload).await?;
-        // The writer numbers records in append order; the record just
-        // appended took the number before the current next one, unless a
-        // seal padding record followed it (it cannot: seals come before).
-        let seq = self.writer.next_seq() - 1;
+        if let Some(key) = key {
+            *self
+                .pending_keys
+                .borrow_mut()
+                .entry(key.clone())
+                .or_insert(0) += 1;
+        }
+        let location = match self.writer.append(kind, payload).await {
+            Ok(location) => location,
+            Err(error) => {
+                if let Some(key) = key {
+                    self.unmark_pending_key(key);
+                }
+                return Err(error.into());
+            }
+        };
+        let seq = self.appended_seq();
         self.pending
             .borrow_mut()
             .insert((location.segment, location.offset));
         Ok((location, seq))
     }
 
-    /// Read the commit record an index entry points at.
+    /// The sequence number of the record just appended: the writer numbers
+    /// records in append order and nothing runs between the append's return
+    /// and this call, so it is the number before the writer's next one (a
+    /// seal padding record cannot follow it: seals come before).
+    fn appended_seq(&self) -> u64 {
+        self.writer.next_seq() - 1
+    }
+
+    fn unmark_pending(&self, location: Location, key: Option<&IndexKey>) {
+        self.pending
+            .borrow_mut()
+            .remove(&(location.segment, location.offset));
+        if let Some(key) = key {
+            self.unmark_pending_key(key);
+        }
+    }
+
+    fn unmark_pending_key(&self, key: &IndexKey) {
+        let mut keys = self.pending_keys.borrow_mut();
+        let count = keys.get_mut(key).expect("marked");
+        *count -= 1;
+        if *count == 0 {
+            keys.remove(key);
+        }
+    }
+
+    /// Read the commit an index entry points at: a `Commit` record, or the
+    /// `Relocate` record compaction moved it to.
     pub async fn read_commit(&self, location: Location) -> Result<ObjectCommit, ShardError> {
-        let payload = self.reader.read(location, Kind::Commit).await?;
-        ObjectCommit::decode(&payload).map_err(|error| ShardError::Decode {
-            location,
-            what: error.what,
-        })
+        Ok(self.read_commit_record(location).await?.0)
+    }
+
+    /// The commit at `location` and the segment its version was first
+    /// written to.
+    async fn read_commit_record(
+        &self,
+        location: Location,
+    ) -> Result<(ObjectCommit, SegmentId), ShardError> {
+        let decode_error = |what| ShardError::Decode { location, what };
+        let (kind, payload) = self
+            .reader
+            .read_of(location, &[Kind::Commit, Kind::Relocate])
+            .await?;
+        if kind == Kind::Commit {
+            let commit =
+                ObjectCommit::decode(&payload).map_err(|error| decode_error(error.what))?;
+            return Ok((commit, location.segment));
+        }
+        let relocation = Relocation::decode(&payload).map_err(|error| decode_error(error.what))?;
+        match relocation.version {
+            RelocatedVersion::Commit(commit) => Ok((commit, relocation.origin_segment)),
+            RelocatedVersion::Tombstone(_) => {
+                Err(decode_error("a relocated tombstone, not a commit"))
+            }
+        }
     }
 
     /// Bytes `start..start + len` of one extent's data, checked.
@@ -437,6 +582,28 @@ fn index_etag(etag: ETag) -> Etag {
     }
 }
 
+/// The index entry value of the object `commit`, whose record is at
+/// `location`.
+#[must_use]
+pub fn object_index_value(location: Location, commit: &ObjectCommit) -> IndexValue {
+    let first_segment = match &commit.body {
+        ObjectBody::Extents(extents) => extents
+            .iter()
+            .map(|extent| extent.location.segment)
+            .min()
+            .unwrap_or(location.segment)
+            .min(location.segment),
+        ObjectBody::Inline(_) => location.segment,
+    };
+    IndexValue::Object {
+        commit: location,
+        first_segment,
+        size: commit.size,
+        etag: index_etag(commit.etag),
+        last_modified_ms: commit.last_modified_ms,
+    }
+}
+
 /// Apply one replayed record to the index.
 fn replay(
     index: &mut Index,
@@ -445,32 +612,38 @@ fn replay(
     seq: u64,
     payload: &[u8],
 ) -> Result<(), ShardError> {
+    let decode_error = |error: super::object::DecodeError| ShardError::Decode {
+        location,
+        what: error.what,
+    };
     match kind {
         Kind::Commit => {
-            let commit = ObjectCommit::decode(payload).map_err(|error| ShardError::Decode {
-                location,
-                what: error.what,
-            })?;
-            let etag = index_etag(commit.etag);
+            let commit = ObjectCommit::decode(payload).map_err(decode_error)?;
             index.insert(
                 IndexKey::new(&commit.bucket, &commit.key),
                 IndexEntry {
                     seq,
-                    value: IndexValue::Object {
-                        commit: location,
-                        size: commit.size,
-                        etag,
-                        last_modified_ms: commit.last_modified_ms,
-                    },
+                    value: object_index_value(location, &commit),
+                },
+            );
+        }
+        Kind::Relocate => {
+            let relocation = Relocation::decode(payload).map_err(decode_error)?;
+            let (bucket, key) = relocation.version.bucket_and_key();
+            let value = match &relocation.version {
+                RelocatedVersion::Commit(commit) => object_index_value(location, commit),
+                RelocatedVersion::Tombstone(_) => IndexValue::Tombstone,
+            };
+            index.replay_relocation(
+                IndexKey::new(bucket, key),
+                IndexEntry {
+                    seq: relocation.seq,
+                    value,
                 },
             );
         }
         Kind::Tombstone => {
-            let tombstone =
-                ObjectTombstone::decode(payload).map_err(|error| ShardError::Decode {
-                    location,
-                    what: error.what,
-                })?;
+            let tombstone = ObjectTombstone::decode(payload).map_err(decode_error)?;
             index.insert(
                 IndexKey::new(&tombstone.bucket, &tombstone.key),
                 IndexEntry {

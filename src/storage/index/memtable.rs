@@ -56,6 +56,22 @@ impl Memtable {
         }
     }
 
+    /// Insert or replace the entry of `key` with a version that may be the
+    /// one already there (a relocated version keeps its `seq`).
+    pub(super) fn replace(&mut self, key: Box<[u8]>, entry: IndexEntry) {
+        self.seq_max = self.seq_max.max(entry.seq);
+        let key_len = key.len();
+        match self.entries.insert(key, entry) {
+            Some(previous) => assert!(
+                previous.seq <= entry.seq,
+                "memtable entry replaced by an older one"
+            ),
+            None => {
+                self.bytes += key_len + size_of::<IndexEntry>() + ENTRY_OVERHEAD_BYTES;
+            }
+        }
+    }
+
     /// The entries from `start` on.
     pub(super) fn range_from(
         &self,

@@ -80,7 +80,8 @@
 //!     16     1  tag: 0 = Object, 1 = Tombstone (3 bytes padding)
 //!     20     4  commit segment u32              } Object only; all zero
 //!     24     8  commit offset u64               } for a Tombstone
-//!     32     4  commit len u32 (4 bytes padding)}
+//!     32     4  commit len u32                  }
+//!     36     4  first segment u32               }
 //!     40     8  size u64                        }
 //!     48    16  ETag MD5                        }
 //!     64     4  ETag part count u32 (4 padding) }
@@ -262,6 +263,15 @@ impl IndexKey {
         }
     }
 
+    /// A key from its encoded form, as [`Index::objects_after`] returns it.
+    #[must_use]
+    pub fn from_encoded(bytes: &[u8]) -> IndexKey {
+        split_key(bytes);
+        IndexKey {
+            bytes: bytes.into(),
+        }
+    }
+
     #[must_use]
     pub fn bucket(&self) -> &str {
         split_key(&self.bytes).0
@@ -314,6 +324,12 @@ pub enum IndexValue {
     Object {
         /// The commit record in the segments.
         commit: Location,
+        /// The lowest segment that may hold one of the object's data
+        /// extents (the commit's own segment when it has none); compaction
+        /// reads the commits of the objects whose range
+        /// `first_segment..=commit.segment` covers the segment it empties.
+        /// 0 means unknown: any segment up to the commit's.
+        first_segment: SegmentId,
         /// The object's length in bytes.
         size: u64,
         etag: Etag,
@@ -512,6 +528,51 @@ impl Index {
         self.account(key.bucket(), removed, entry.object_size());
         self.memtable.insert(key.bytes, entry);
         true
+    }
+
+    /// Record that compaction moved the version the index has for `key` to
+    /// a new place: applied only if the index's newest version of the key is
+    /// still `entry.seq` (a newer version written meanwhile wins, and a
+    /// forgotten tombstone must not let the old version back). Returns
+    /// whether it was applied.
+    pub fn relocate(&mut self, key: IndexKey, entry: IndexEntry) -> bool {
+        let previous = self.get_encoded(key.as_bytes());
+        if previous.is_none_or(|previous| previous.seq != entry.seq) {
+            return false;
+        }
+        self.replace(key, previous, entry);
+        true
+    }
+
+    /// Replay a relocation record: the version is applied unless the index
+    /// knows a newer one. Unlike [`Self::relocate`], a key the index does not
+    /// know takes it: compaction writes a relocation before any newer
+    /// version of its key, so whatever superseded it is replayed after it.
+    pub fn replay_relocation(&mut self, key: IndexKey, entry: IndexEntry) -> bool {
+        let previous = self.get_encoded(key.as_bytes());
+        if previous.is_some_and(|previous| previous.seq > entry.seq) {
+            return false;
+        }
+        self.replace(key, previous, entry);
+        true
+    }
+
+    fn replace(&mut self, key: IndexKey, previous: Option<IndexEntry>, entry: IndexEntry) {
+        let removed = previous.and_then(|previous| previous.object_size());
+        self.account(key.bucket(), removed, entry.object_size());
+        self.memtable.replace(key.bytes, entry);
+    }
+
+    /// Every live object of every bucket after the encoded key
+    /// `start_after` (from the first when `None`), in key order: what
+    /// compaction walks, a slice at a time, to find the objects with data
+    /// in a segment.
+    #[must_use]
+    pub fn objects_after(&self, start_after: Option<&[u8]>) -> IndexObjects<'_> {
+        let start = start_after.map_or(Bound::Unbounded, Bound::Excluded);
+        IndexObjects {
+            entries: MergeIter::new(self.sources(start), Vec::new(), true),
+        }
     }
 
     /// The newest version of `(bucket, key)`, tombstones included: a
@@ -870,6 +931,20 @@ impl<'a> Iterator for IndexRange<'a> {
         let (key, entry) = self.entries.next()?;
         let key = std::str::from_utf8(&key[self.bucket_prefix.len()..]).expect("keys are UTF-8");
         Some((key, entry))
+    }
+}
+
+/// See [`Index::objects_after`]: encoded keys (see [`IndexKey::from_encoded`])
+/// and their newest versions.
+pub struct IndexObjects<'a> {
+    entries: MergeIter<'a>,
+}
+
+impl<'a> Iterator for IndexObjects<'a> {
+    type Item = (&'a [u8], IndexEntry);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.entries.next()
     }
 }
 

@@ -45,6 +45,7 @@ pub(super) enum RunValue {
         segment: u32,
         offset: u64,
         len: u32,
+        first_segment: u32,
         size: u64,
         md5: [u8; 16],
         part_count: u32,
@@ -65,6 +66,7 @@ impl<'a> RunEntry<'a> {
         let value = match entry.value {
             IndexValue::Object {
                 commit,
+                first_segment,
                 size,
                 etag,
                 last_modified_ms,
@@ -72,6 +74,7 @@ impl<'a> RunEntry<'a> {
                 segment: commit.segment,
                 offset: commit.offset,
                 len: commit.len,
+                first_segment,
                 size,
                 md5: etag.md5,
                 part_count: etag.part_count,
@@ -98,6 +101,7 @@ impl ArchivedRunEntry<'_> {
                 segment,
                 offset,
                 len,
+                first_segment,
                 size,
                 md5,
                 part_count,
@@ -108,6 +112,7 @@ impl ArchivedRunEntry<'_> {
                     offset: offset.to_native(),
                     len: len.to_native(),
                 },
+                first_segment: first_segment.to_native(),
                 size: size.to_native(),
                 etag: Etag {
                     md5: *md5,

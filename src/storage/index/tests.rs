@@ -42,6 +42,9 @@ fn object(seq: u64, size: u64) -> IndexEntry {
                 offset: seq * 4096,
                 len: 512,
             },
+            first_segment: 1 + u32::try_from(seq % 5)
+                .expect("small")
+                .min(u32::try_from(seq % 7).expect("small")),
             size,
             etag: Etag {
                 md5: [u8::try_from(seq % 251).expect("small"); 16],
@@ -1204,11 +1207,86 @@ fn run_format_is_pinned() {
 /// The run above: header, the two keys and 7 bytes of padding, two
 /// 80-byte entries, the 8-byte root.
 const GOLDEN_RUN_HEX: &str = concat!(
-    "525349445852554e0100000002000000b800000000000000fb198084a8826d8c",
+    "525349445852554e0100000002000000b800000000000000717d6f4ed90f581b",
     "01626b657901627a7a00000000000000f0ffffff050000000100000000000000",
-    "0000000002000000001000000000000000020000000000002a00000000000000",
+    "0000000002000000001000000000000000020000020000002a00000000000000",
     "010101010101010101010101010101010100000000000000e303000000000000",
     "a5ffffff04000000020000000000000001000000000000000000000000000000",
     "0000000000000000000000000000000000000000000000000000000000000000",
     "0000000000000000000000000000000060ffffff02000000",
 );
+
+// ---------------------------------------------------------------------------
+// Relocation
+
+/// `entry` moved to another commit location, same version.
+fn moved(entry: IndexEntry, offset: u64) -> IndexEntry {
+    let IndexValue::Object {
+        commit,
+        first_segment,
+        size,
+        etag,
+        last_modified_ms,
+    } = entry.value
+    else {
+        panic!("an object")
+    };
+    IndexEntry {
+        seq: entry.seq,
+        value: IndexValue::Object {
+            commit: Location { offset, ..commit },
+            first_segment,
+            size,
+            etag,
+            last_modified_ms,
+        },
+    }
+}
+
+#[test]
+fn relocation_keeps_the_version_and_wins_ties_through_flush_and_merge() {
+    // Goal: a relocated version (same seq, new place) replaces the entry in
+    // every source order — memtable over run, newer run over older run,
+    // and through a merge — while `relocate` refuses a version that is not
+    // the index's newest (superseded, or a tombstone forgotten by a full
+    // merge) and `replay_relocation` takes a key the index does not know.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut index, _) = open(dir.path());
+    let key = || IndexKey::new("b", "k");
+    let original = object(10, 5);
+    assert!(index.insert(key(), original));
+    index.flush(checkpoint_at(100, 11)).unwrap();
+    let first = moved(original, 777);
+    assert!(index.relocate(key(), first));
+    assert_eq!(index.get("b", "k"), Some(first));
+    assert_eq!(index.bucket_stats("b").object_count, 1);
+    index.flush(checkpoint_at(200, 11)).unwrap();
+    assert_eq!(index.get("b", "k"), Some(first));
+    let second = moved(original, 888);
+    assert!(index.relocate(key(), second));
+    index.flush(checkpoint_at(300, 11)).unwrap();
+    index.merge(MergeScope::All).unwrap();
+    assert_eq!(index.get("b", "k"), Some(second));
+    assert_eq!(index.range("b", None, "").next(), Some(("k", second)));
+    assert_eq!(index.bucket_stats("b").bytes, 5);
+
+    // Superseded: a relocation of the old version is refused.
+    assert!(index.insert(key(), tombstone(20)));
+    assert!(!index.relocate(key(), moved(original, 999)));
+    index.flush(checkpoint_at(400, 21)).unwrap();
+    index.merge(MergeScope::All).unwrap();
+    assert_eq!(
+        index.get("b", "k"),
+        None,
+        "the full merge forgot the tombstone"
+    );
+    assert!(!index.relocate(key(), moved(original, 999)));
+    assert!(index.bucket_is_empty("b"));
+
+    // Replay: an unknown key takes the relocated version; a newer one wins.
+    assert!(index.replay_relocation(key(), moved(original, 1000)));
+    assert_eq!(index.bucket_stats("b").object_count, 1);
+    assert!(index.insert(key(), tombstone(30)));
+    assert!(!index.replay_relocation(key(), moved(original, 1001)));
+    assert!(index.bucket_is_empty("b"));
+}
