@@ -930,6 +930,11 @@ impl<'a> ShardCheck<'a> {
             path: self.dir.clone(),
         };
         let mut previous: Option<SegmentId> = None;
+        if let Some(&first) = segments.first() {
+            // Segments are numbered from 1; compaction deletes the oldest
+            // ones too.
+            self.summary.removed_segment_count += u64::from(first.saturating_sub(1));
+        }
         for (position, &id) in segments.iter().enumerate() {
             if let Some(previous) = previous
                 && id != previous + 1

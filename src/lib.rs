@@ -35,6 +35,7 @@
 pub mod auth;
 pub mod check;
 pub mod config;
+pub mod crash_point;
 pub mod error;
 pub mod http;
 pub mod limits;

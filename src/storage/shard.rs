@@ -56,8 +56,8 @@ use super::object::{
 };
 use super::record::Kind;
 use super::segment::{
-    self, DmaSegmentDir, ScanEnd, SegmentDir as _, SegmentReader, SegmentRole, SegmentWriter,
-    StorageError, WriterOptions,
+    self, DmaSegmentDir, ScanEnd, SegmentDir as _, SegmentFile as _, SegmentReader, SegmentRole,
+    SegmentWriter, StorageError, WriterOptions,
 };
 
 /// Everything a shard can fail with at start or while serving.
@@ -184,6 +184,23 @@ impl Shard {
                 } else {
                     SegmentRole::Sealed
                 };
+                if role == SegmentRole::Sealed
+                    && from > 0
+                    && from == file.file_len().await.map_err(StorageError::Io)?
+                {
+                    // A checkpoint taken while the writer rolled over: just
+                    // past the seal, before the next segment's first
+                    // record. Nothing of this segment is left to replay
+                    // (`ringstore check` verifies its seal).
+                    end = Some((
+                        id,
+                        ScanEnd::Sealed {
+                            offset: from,
+                            last_seq: None,
+                        },
+                    ));
+                    continue;
+                }
                 let mut replay_error = None;
                 let scan_end = segment::scan(&file, id, from, role, |record| {
                     if let Err(error) = replay(

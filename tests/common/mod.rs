@@ -99,6 +99,7 @@ pub struct ServerOptions {
     /// `None`: `<tempdir>/data`.
     data_dir: Option<PathBuf>,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Default for ServerOptions {
@@ -113,6 +114,7 @@ impl Default for ServerOptions {
             admin_listen: None,
             data_dir: None,
             extra_args: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -183,6 +185,22 @@ impl ServerOptions {
     #[must_use]
     pub fn data_dir(mut self, dir: &Path) -> Self {
         self.data_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Set an environment variable for the server (replacing an earlier
+    /// value of the same one).
+    #[must_use]
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.retain(|(existing, _)| existing != name);
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Remove an environment variable set with [`Self::env`].
+    #[must_use]
+    pub fn without_env(mut self, name: &str) -> Self {
+        self.env.retain(|(existing, _)| existing != name);
         self
     }
 
@@ -490,7 +508,9 @@ impl Server {
         command
             .env_remove("RINGSTORE_ACCESS_KEY_ID")
             .env_remove("RINGSTORE_SECRET_ACCESS_KEY")
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            .env_remove("RINGSTORE_CRASH_AT");
+        command.envs(options.env.iter().map(|(name, value)| (name, value)));
         if let Some(keys) = &options.keys {
             command
                 .env("RINGSTORE_ACCESS_KEY_ID", &keys.access_key_id)

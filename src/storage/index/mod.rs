@@ -190,6 +190,7 @@ use std::ops::{Bound, Range};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::crash_point::crash_point;
 use crate::limits;
 use crate::storage::location::{Location, SegmentId};
 
@@ -966,6 +967,7 @@ impl FlushJob {
         let source = Source::memtable(&self.entries, Bound::Unbounded);
         let entries = MergeIter::new(vec![source], Vec::new(), self.drop_tombstones);
         let run = run::write(&self.dir, self.run_number, entries)?;
+        crash_point("index-flush-before-manifest");
         if let Some(run) = &run {
             manifest.runs.push(run.record());
         }
@@ -1008,11 +1010,13 @@ impl MergeJob {
             .collect();
         let entries = MergeIter::new(sources, Vec::new(), self.drop_tombstones);
         let run = run::write(&self.dir, self.run_number, entries)?;
+        crash_point("index-merge-before-manifest");
         let mut manifest = self.manifest;
         manifest
             .runs
             .splice(self.window.clone(), run.as_ref().map(Run::record));
         manifest.store(&self.dir)?;
+        crash_point("index-merge-before-cleanup");
         // The manifest no longer names the inputs. Deleting them is cleanup:
         // if it fails, or the process dies first, open deletes them. The
         // core's mappings of them stay valid after the unlink.

@@ -102,6 +102,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::{Shard, ShardError, list_segments, object_index_value};
+use crate::crash_point::crash_point;
 use crate::storage::index::{IndexEntry, IndexKey, IndexValue};
 use crate::storage::location::{Location, SegmentId};
 use crate::storage::object::{
@@ -407,11 +408,13 @@ impl Shard {
         }
 
         // 4. Wait for readers, then delete.
+        crash_point("compaction-before-delete");
         while self.pinned(segment) {
             glommio::timer::sleep(Duration::from_millis(10)).await;
         }
         self.reader.forget(segment);
         std::fs::remove_file(self.dir.join(segment_file_name(segment))).map_err(ShardError::Io)?;
+        crash_point("compaction-after-delete");
         std::fs::File::open(&self.dir)
             .and_then(|dir| dir.sync_all())
             .map_err(ShardError::Io)?;
@@ -690,6 +693,7 @@ impl Shard {
         let Some(&(_, _, last)) = mover.batch.last() else {
             return Ok(());
         };
+        crash_point("compaction-before-sync");
         let synced = self.writer.sync(last).await;
         for (key, entry, location) in mover.batch.drain(..) {
             if synced.is_ok() {
