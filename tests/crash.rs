@@ -1033,18 +1033,20 @@ fn crash_at_each_compaction_and_merge_step_loses_nothing() {
     }
 }
 
-fn crash_at(point: &str) {
-    let options = compacting(one_core());
-    let mut server = options.clone().env("RINGSTORE_CRASH_AT", point).start();
-    let mut client = Client::new(&server);
+/// The write in flight when a server died: its key and the two states it
+/// may be in.
+type InFlight = Option<(String, State, State)>;
+
+/// Overwrite and delete keys until the server dies (at its crash point);
+/// returns what it acknowledged, the write in flight, the last version.
+fn load_until_crash(server: &Server, point: &str) -> (Expected, InFlight, u64) {
+    let mut client = Client::new(server);
     client.create_bucket();
     let mut expected = Expected::new();
-    // The write in flight when the server died: its key and the two states
-    // it may be in.
-    let mut in_flight: Option<(String, State, State)> = None;
+    let mut in_flight = None;
     let mut rng = Rng::new(0x5eed_c0de ^ point.len() as u64);
     let mut version = 1;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     'load: while Instant::now() < deadline {
         for index in 0..40 {
             let key = format!("key-{index}");
@@ -1053,10 +1055,11 @@ fn crash_at(point: &str) {
                 (State::Absent, client.delete(&key))
             } else {
                 let len = if rng.percent(50) {
-                    rng.between(100, 60_000) as usize
+                    rng.between(100, 60_000)
                 } else {
-                    rng.between(100_000, 700_000) as usize
+                    rng.between(100_000, 700_000)
                 };
+                let len = usize::try_from(len).expect("small");
                 version += 1;
                 (
                     State::Object { version, len },
@@ -1074,6 +1077,13 @@ fn crash_at(point: &str) {
             }
         }
     }
+    (expected, in_flight, version)
+}
+
+fn crash_at(point: &str) {
+    let options = compacting(one_core());
+    let mut server = options.clone().env("RINGSTORE_CRASH_AT", point).start();
+    let (mut expected, in_flight, mut version) = load_until_crash(&server, point);
     let status = server
         .wait_exit(Duration::from_secs(30))
         .unwrap_or_else(|| panic!("{point}: the server never reached its crash point"));
