@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::storage::shard::CompactionStats;
+
 /// Upper bounds of the request-latency histogram, in seconds. They span a
 /// cached small GET (tens of microseconds) to a multi-GiB transfer.
 pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
@@ -28,6 +30,9 @@ pub struct MetricsSnapshot {
     pub latency_sum_seconds: f64,
     pub open_connections: u64,
     pub refused_connections: u64,
+    /// The shard's segment files, in bytes (a gauge, read at the scrape).
+    pub segment_bytes: u64,
+    pub compaction: CompactionStats,
 }
 
 /// The counters one core owns.
@@ -96,6 +101,14 @@ impl MetricsSnapshot {
         self.latency_sum_seconds += other.latency_sum_seconds;
         self.open_connections += other.open_connections;
         self.refused_connections += other.refused_connections;
+        self.segment_bytes += other.segment_bytes;
+        let (mine, theirs) = (&mut self.compaction, &other.compaction);
+        mine.passes += theirs.passes;
+        mine.segments_removed += theirs.segments_removed;
+        mine.bytes_removed += theirs.bytes_removed;
+        mine.bytes_copied += theirs.bytes_copied;
+        mine.versions_moved += theirs.versions_moved;
+        mine.failures += theirs.failures;
     }
 }
 
@@ -166,7 +179,71 @@ pub fn render_prometheus(per_shard: &[MetricsSnapshot]) -> String {
         "ringstore_refused_connections_total {}",
         total.refused_connections
     );
+    render_storage(&mut out, per_shard);
     out
+}
+
+/// Name, type, help and value of one per-core storage series.
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&MetricsSnapshot) -> u64,
+);
+
+/// The per-core storage series: segment bytes and compaction counters.
+fn render_storage(out: &mut String, per_shard: &[MetricsSnapshot]) {
+    let per_core: [Series; 7] = [
+        (
+            "ringstore_segment_bytes",
+            "gauge",
+            "Bytes of segment files, by core (shard).",
+            |s| s.segment_bytes,
+        ),
+        (
+            "ringstore_compaction_passes_total",
+            "counter",
+            "Compaction passes run, by core.",
+            |s| s.compaction.passes,
+        ),
+        (
+            "ringstore_compaction_segments_removed_total",
+            "counter",
+            "Segments compaction emptied and deleted, by core.",
+            |s| s.compaction.segments_removed,
+        ),
+        (
+            "ringstore_compaction_removed_bytes_total",
+            "counter",
+            "Bytes of the segment files compaction deleted, by core.",
+            |s| s.compaction.bytes_removed,
+        ),
+        (
+            "ringstore_compaction_copied_bytes_total",
+            "counter",
+            "Bytes compaction appended to move live records forward, by core.",
+            |s| s.compaction.bytes_copied,
+        ),
+        (
+            "ringstore_compaction_moved_versions_total",
+            "counter",
+            "Object versions and tombstones compaction moved forward, by core.",
+            |s| s.compaction.versions_moved,
+        ),
+        (
+            "ringstore_compaction_failures_total",
+            "counter",
+            "Compaction passes or segments that failed (logged; retried or left for a check), by core.",
+            |s| s.compaction.failures,
+        ),
+    ];
+    for (name, kind, help, value) in per_core {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (shard, snapshot) in per_shard.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{core=\"{shard}\"}} {}", value(snapshot));
+        }
+    }
 }
 
 #[cfg(test)]

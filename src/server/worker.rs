@@ -255,7 +255,13 @@ impl super::mesh::Handler for Worker {
         Box::pin(async move {
             match request {
                 Request::Ping => Reply::Done,
-                Request::Metrics => Reply::Metrics(Box::new(self.metrics.borrow().snapshot())),
+                Request::Metrics => {
+                    let mut snapshot = self.metrics.borrow().snapshot();
+                    let shard = self.shard();
+                    snapshot.segment_bytes = shard.segment_bytes();
+                    snapshot.compaction = shard.compaction_stats();
+                    Reply::Metrics(Box::new(snapshot))
+                }
                 Request::InstallCatalog(catalog) => {
                     let newer = catalog.generation > self.catalog.borrow().generation;
                     if newer {

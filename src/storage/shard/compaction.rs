@@ -263,6 +263,18 @@ impl Shard {
         self.compaction.stats.get()
     }
 
+    /// Bytes of the shard's segment files now (a directory listing and a
+    /// `stat` per segment).
+    #[must_use]
+    pub fn segment_bytes(&self) -> u64 {
+        list_segments(&self.dir)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|&id| std::fs::metadata(self.dir.join(segment_file_name(id))).ok())
+            .map(|metadata| metadata.len())
+            .sum()
+    }
+
     /// One compaction pass: empty every sparse sealed segment. Returns the
     /// number of segments deleted. A pass already running makes this a
     /// no-op.
