@@ -15,8 +15,9 @@
 //!    and a seal at the end of every segment but the last. The last one may
 //!    end in a torn tail, reported as a warning: nothing in it was ever
 //!    acknowledged, and the next start cuts it off. Across segments,
-//!    sequence numbers must keep increasing and no segment number may be
-//!    missing (nothing deletes segments yet).
+//!    sequence numbers must keep increasing. Segment numbers may be missing
+//!    only before the index checkpoint (compaction deletes those; the
+//!    report counts them).
 //! 2. **Payloads.** Every `Commit` and `Tombstone` payload must decode
 //!    (`storage::object`).
 //! 3. **Index.** The index ([`Index::open`]) is compared with the segments

@@ -34,9 +34,18 @@
 //! objects), then replays every segment record from the checkpoint on:
 //! commits and tombstones are inserted (an entry with an older or equal
 //! sequence number than the index has is ignored, so replaying what a run
-//! already holds is harmless). The last segment may end in a torn write,
-//! which is cut off (segment.rs explains how a torn tail is told from
-//! damage); damage anywhere else stops the start with an error.
+//! already holds is harmless), and relocations (`Relocate` records that
+//! compaction wrote) point their version at its new place unless the index
+//! knows a newer one. The last segment may end in a torn write, which is
+//! cut off (segment.rs explains how a torn tail is told from damage);
+//! damage anywhere else stops the start with an error.
+//!
+//! # Space
+//!
+//! Overwritten and deleted objects, and the extents of uploads that never
+//! committed, are garbage; `compaction` moves what is live out of sparse
+//! sealed segments and deletes them. GETs pin the segments they read
+//! ([`ReadPin`]) for as long as they stream.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -22,13 +22,15 @@
 //!   lookup touches `O(log n)` archived entries and deserializes nothing
 //!   but the one it returns.
 //!
-//! For one key, a newer source always holds a higher `seq` than an older
-//! one: [`Index::insert`] ignores a record that is not newer than what the
-//! index already knows for its key, a flush turns the memtable into the
-//! newest run, and a merge replaces a contiguous window of runs by one run
-//! in the same place. A point lookup therefore stops at the first source
-//! that knows the key; a range scan compares `seq` anyway, which costs
-//! nothing.
+//! For one key, a newer source always holds a `seq` at least as high as an
+//! older one: [`Index::insert`] ignores a record that is not newer than
+//! what the index already knows for its key, [`Index::relocate`] replaces
+//! an entry only with the same version at a new place (compaction moved
+//! it; same `seq`), a flush turns the memtable into the newest run, and a
+//! merge replaces a contiguous window of runs by one run in the same place.
+//! A point lookup therefore stops at the first source that knows the key;
+//! a range scan and a merge take the highest `seq`, and on a tie the newest
+//! source (the relocated place).
 //!
 //! A listing ([`Index::range`]) is a k-way merge of all sources, each
 //! positioned by binary search, producing one key at a time; it never reads
