@@ -243,7 +243,8 @@ async fn after_a_clean_stop_the_check_passes_and_counts_what_was_written() {
         "{check}"
     );
     let records = format!(
-        "records: {} (data {data_count}, commit {commit_count}, tombstone {tombstone_count})",
+        "records: {} (data {data_count}, commit {commit_count}, tombstone {tombstone_count}, \
+         relocate 0)",
         data_count + commit_count + tombstone_count
     );
     assert!(
