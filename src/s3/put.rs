@@ -67,6 +67,7 @@ pub async fn put_object(
     };
 
     let shard = worker.shard();
+    let mut upload = None;
     let mut md5 = Md5::new();
     let mut received = 0_u64;
     if size <= INLINE_BYTES_MAX as u64 {
@@ -75,6 +76,8 @@ pub async fn put_object(
         received = data.len() as u64;
         commit.body = ObjectBody::Inline(data);
     } else {
+        // Until the commit, compaction must leave the extents' segments.
+        upload = Some(shard.begin_upload());
         let mut extents = Vec::new();
         let mut buffer = vec![0_u8; EXTENT_BYTES_MAX as usize];
         loop {
@@ -114,6 +117,7 @@ pub async fn put_object(
     commit.etag = ETag::Md5(digest);
     commit.last_modified_ms = now_ms();
     shard.commit(&commit).await.map_err(S3Error::internal)?;
+    drop(upload);
     let etag = HeaderValue::from_str(&commit.etag.to_header_value()).expect("hex is ASCII");
     Ok(Response::new(StatusCode::OK).with_header(http::header::ETAG, etag))
 }

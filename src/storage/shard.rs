@@ -141,6 +141,9 @@ pub struct Shard {
     index_job_running: Cell<bool>,
     /// Readers in progress per segment (see [`ReadPin`]).
     pins: Rc<RefCell<BTreeMap<SegmentId, u32>>>,
+    /// Uploads in progress, by the segment that was active when they began
+    /// (see [`UploadGuard`]).
+    uploads: Rc<RefCell<BTreeMap<SegmentId, u32>>>,
     compaction: compaction::State,
 }
 
@@ -150,6 +153,26 @@ pub struct Shard {
 pub struct ReadPin {
     pins: Rc<RefCell<BTreeMap<SegmentId, u32>>>,
     segments: std::ops::RangeInclusive<SegmentId>,
+}
+
+/// Marks an upload in progress: its extents, appended from the segment that
+/// was active when it began, are live before any commit names them, so
+/// compaction must not empty those segments until the upload ends. Held by
+/// a PUT from before its first extent until after its commit (or failure).
+pub struct UploadGuard {
+    uploads: Rc<RefCell<BTreeMap<SegmentId, u32>>>,
+    segment: SegmentId,
+}
+
+impl Drop for UploadGuard {
+    fn drop(&mut self) {
+        let mut uploads = self.uploads.borrow_mut();
+        let count = uploads.get_mut(&self.segment).expect("registered");
+        *count -= 1;
+        if *count == 0 {
+            uploads.remove(&self.segment);
+        }
+    }
 }
 
 impl Drop for ReadPin {
@@ -263,6 +286,7 @@ impl Shard {
             pending_keys: RefCell::new(HashMap::new()),
             index_job_running: Cell::new(false),
             pins: Rc::new(RefCell::new(BTreeMap::new())),
+            uploads: Rc::new(RefCell::new(BTreeMap::new())),
             compaction: compaction::State::new(options.segment_bytes_max),
         })
     }
@@ -305,6 +329,23 @@ impl Shard {
         self.pins.borrow().contains_key(&segment)
     }
 
+    /// Start an upload whose extents [`Self::append_data`] will write (see
+    /// [`UploadGuard`]).
+    #[must_use]
+    pub fn begin_upload(&self) -> UploadGuard {
+        let (segment, _) = self.writer.appended_end();
+        *self.uploads.borrow_mut().entry(segment).or_insert(0) += 1;
+        UploadGuard {
+            uploads: Rc::clone(&self.uploads),
+            segment,
+        }
+    }
+
+    /// Whether an upload in progress may have extents in `segment`.
+    fn upload_may_use(&self, segment: SegmentId) -> bool {
+        self.uploads.borrow().range(..=segment).next().is_some()
+    }
+
     #[must_use]
     pub fn bucket_is_empty(&self, bucket: &str) -> bool {
         self.index.borrow().bucket_is_empty(bucket)
@@ -322,15 +363,9 @@ impl Shard {
     /// Make `commit` durable, then visible.
     pub async fn commit(self: &Rc<Self>, commit: &ObjectCommit) -> Result<(), ShardError> {
         if let ObjectBody::Extents(extents) = &commit.body {
-            // Extents come from `append_data` of this upload, so they are in
-            // segments compaction is not emptying. (A commit that shares
-            // older data, as multipart and copies will, must pin it.)
-            let compaction = self.compaction.retiring.borrow();
-            debug_assert!(
-                extents
-                    .iter()
-                    .all(|extent| !compaction.contains(&extent.location.segment))
-            );
+            // A segment being emptied that this commit names must stay: its
+            // emptying may already have walked past this key.
+            self.compaction.referenced(extents);
         }
         let key = IndexKey::new(&commit.bucket, &commit.key);
         let payload = commit.encode();

@@ -89,11 +89,22 @@
 //!   relocation records (they are after the checkpoint until a flush
 //!   includes them), or by the newer run that flush wrote.
 //!
+//! # Uploads in progress
+//!
+//! The extents of an upload that has not committed yet look like garbage,
+//! but are not. A PUT holds an [`super::UploadGuard`] from before its
+//! first extent until after its commit, naming the segment that was active
+//! when it began; a segment at or after the oldest such one is not emptied,
+//! and a pass re-checks that just before it deletes. A commit that names
+//! an extent of a segment being emptied marks it (`referenced_late`): the
+//! emptying may have walked past that key, so the segment stays for the
+//! next pass.
+//!
 //! # Not done here
 //!
-//! Multipart completion and same-shard copies will make commits that
-//! name older extents; they must not name extents of a segment being
-//! emptied (`retiring`), which `Shard::commit` asserts in debug builds.
+//! Multipart uploads (parts live across requests and restarts) and
+//! same-shard copies will name older extents; they must hold an upload
+//! guard, or a pin of their own, for the segments they reference.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -155,6 +166,9 @@ pub(super) struct State {
     segment_bytes_max: u64,
     /// Segments being emptied.
     pub(super) retiring: RefCell<BTreeSet<SegmentId>>,
+    /// Segments being emptied that a commit made meanwhile names: they
+    /// stay, for the next pass.
+    referenced_late: RefCell<BTreeSet<SegmentId>>,
     /// Bytes of objects overwritten or deleted since the last pass.
     superseded_bytes: Cell<u64>,
     /// The active segment when the last pass started (`None` before the
@@ -175,6 +189,7 @@ impl State {
         State {
             segment_bytes_max,
             retiring: RefCell::new(BTreeSet::new()),
+            referenced_late: RefCell::new(BTreeSet::new()),
             superseded_bytes: Cell::new(0),
             last_pass_segment: Cell::new(None),
             retry: Cell::new(false),
@@ -194,6 +209,18 @@ impl State {
             let bytes = size + u64::from(commit.len);
             self.superseded_bytes
                 .set(self.superseded_bytes.get().saturating_add(bytes));
+        }
+    }
+
+    /// A commit names `extents`: note those in segments being emptied.
+    pub(super) fn referenced(&self, extents: &[Extent]) {
+        let retiring = self.retiring.borrow();
+        for extent in extents {
+            if retiring.contains(&extent.location.segment) {
+                self.referenced_late
+                    .borrow_mut()
+                    .insert(extent.location.segment);
+            }
         }
     }
 
@@ -299,6 +326,10 @@ impl Shard {
         let mut sparse = Vec::new();
         for segment in list_segments(&self.dir).map_err(ShardError::Io)? {
             if segment >= active || state.damaged.borrow().contains(&segment) {
+                continue;
+            }
+            if self.upload_may_use(segment) {
+                state.retry.set(true);
                 continue;
             }
             let file_bytes = std::fs::metadata(self.dir.join(segment_file_name(segment)))
@@ -415,7 +446,12 @@ impl Shard {
 
         // 3. Make the moves durable and known.
         self.apply_relocations(&mut mover).await?;
-        if !mover.complete {
+        let referenced = self
+            .compaction
+            .referenced_late
+            .borrow_mut()
+            .remove(&segment);
+        if !mover.complete || referenced || self.upload_may_use(segment) {
             return Ok(false);
         }
 
@@ -860,6 +896,7 @@ mod tests {
     /// Write `data` as `key`: inline when small, else in extents of at
     /// most 6 KiB (so objects span segments).
     async fn put(shard: &Rc<Shard>, key: &str, data: &[u8]) {
+        let upload = shard.begin_upload();
         let body = if data.len() <= 2048 {
             ObjectBody::Inline(data.to_vec())
         } else {
@@ -873,6 +910,7 @@ mod tests {
             .commit(&commit(key, body, data.len() as u64))
             .await
             .unwrap();
+        drop(upload);
     }
 
     async fn read(shard: &Rc<Shard>, key: &str) -> Option<Vec<u8>> {
