@@ -1487,19 +1487,7 @@ mod tests {
     use crate::storage::object::EXTENT_BYTES_MAX;
     use crate::storage::shard::{Shard, shard_dir};
 
-    fn run_on_executor<G, F, T>(body: G) -> T
-    where
-        G: FnOnce() -> F + Send + 'static,
-        F: Future<Output = T> + 'static,
-        T: Send + 'static,
-    {
-        glommio::LocalExecutorBuilder::default()
-            .io_memory(1 << 20)
-            .spawn(body)
-            .expect("executor starts")
-            .join()
-            .expect("executor thread")
-    }
+    use crate::test_support::run as run_on_executor;
 
     fn commit(bucket: &str, key: &str, data: &[u8], body: ObjectBody) -> ObjectCommit {
         ObjectCommit {

@@ -42,3 +42,5 @@ pub mod limits;
 pub mod s3;
 pub mod server;
 pub mod storage;
+#[cfg(test)]
+mod test_support;

@@ -908,20 +908,7 @@ mod tests {
         );
     }
 
-    /// xorshift64*: a seeded generator, so a failure replays.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, bound: u64) -> u64 {
-            self.next() % bound
-        }
-    }
+    use crate::test_support::Rng;
 
     #[test]
     fn garbage_never_panics_and_accepted_bytes_are_canonical() {

@@ -1738,26 +1738,11 @@ pub(crate) mod memory {
     reason = "test data and lengths are small by construction"
 )]
 mod tests {
-    use std::future::Future;
 
     use super::memory::{MemoryDir, SECTOR_BYTES};
     use super::*;
 
-    /// Run a test body on its own glommio executor. Small `io_memory`, so
-    /// that parallel tests fit the locked-memory limit of test machines.
-    fn run<G, F, T>(body: G) -> T
-    where
-        G: FnOnce() -> F + Send + 'static,
-        F: Future<Output = T> + 'static,
-        T: Send + 'static,
-    {
-        glommio::LocalExecutorBuilder::default()
-            .io_memory(1 << 20)
-            .spawn(body)
-            .expect("executor starts")
-            .join()
-            .expect("executor thread")
-    }
+    use crate::test_support::run;
 
     /// Tiny sizes: a rollover every few records, a buffer flush every few
     /// KiB.
@@ -1766,20 +1751,7 @@ mod tests {
         write_buffer_bytes: 8 * 1024,
     };
 
-    /// xorshift64*: seeded, so a failure replays.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, bound: u64) -> u64 {
-            self.next() % bound
-        }
-    }
+    use crate::test_support::Rng;
 
     /// A payload whose bytes depend on `tag`, so that a record read from
     /// the wrong place is noticed.

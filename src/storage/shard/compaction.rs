@@ -833,41 +833,13 @@ mod tests {
     use super::super::{Shard, list_segments};
     use crate::storage::object::{ETag, ObjectBody, ObjectCommit, ObjectTombstone};
     use crate::storage::segment::{self, WriterOptions};
+    use crate::test_support::{Rng, run};
 
     /// Small segments, so that a few hundred KiB of objects make many.
     const OPTIONS: WriterOptions = WriterOptions {
         segment_bytes_max: 64 * 1024,
         write_buffer_bytes: 16 * 1024,
     };
-
-    fn run<G, F, T>(body: G) -> T
-    where
-        G: FnOnce() -> F + Send + 'static,
-        F: Future<Output = T> + 'static,
-        T: Send + 'static,
-    {
-        glommio::LocalExecutorBuilder::default()
-            .io_memory(1 << 20)
-            .spawn(body)
-            .expect("executor starts")
-            .join()
-            .expect("executor thread")
-    }
-
-    /// xorshift64*: seeded, so a failure replays.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, bound: u64) -> u64 {
-            self.next() % bound
-        }
-    }
 
     fn bytes_of(seed: u64, len: usize) -> Vec<u8> {
         let mut rng = Rng(seed | 1);
