@@ -11,6 +11,7 @@
 pub mod bucket;
 pub mod delete;
 pub mod get;
+pub mod list;
 pub mod put;
 pub mod router;
 pub mod xml;
@@ -96,6 +97,8 @@ pub async fn dispatch(
         Endpoint::HeadBucket => bucket::head_bucket(worker, request),
         Endpoint::DeleteBucket => bucket::delete_bucket(worker, request).await,
         Endpoint::GetBucketLocation => bucket::get_bucket_location(worker, request),
+        Endpoint::ListObjects => list::list_objects(worker, request).await,
+        Endpoint::ListObjectsV2 => list::list_objects_v2(worker, request).await,
         Endpoint::PutObject => put::put_object(worker, request, body).await,
         Endpoint::GetObject {
             part_number: None,

@@ -27,6 +27,7 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
 use super::metrics::MetricsSnapshot;
 use crate::storage::catalog::Catalog;
+use crate::storage::shard::listing::{ListPage, ListQuery};
 
 /// What a core asks another core to do.
 #[derive(Debug)]
@@ -47,6 +48,8 @@ pub enum Request {
     InstallCatalog(Arc<Catalog>),
     /// From the catalog shard: does this shard hold objects of the bucket?
     BucketIsEmpty { name: String },
+    /// This core's next entries of a listing (`storage::shard::listing`).
+    ListPage(Box<ListQuery>),
     /// A connection whose next request is for an object this core owns:
     /// its socket (a `dup` of the accepting core's) and the bytes already
     /// read from it, starting with that request's head (DESIGN.md,
@@ -77,6 +80,7 @@ pub enum Reply {
     Bool(bool),
     Metrics(Box<MetricsSnapshot>),
     Bucket(BucketChange),
+    ListPage(ListPage),
 }
 
 /// What travels on a mesh channel.

@@ -270,6 +270,7 @@ impl super::mesh::Handler for Worker {
                     Reply::Done
                 }
                 Request::BucketIsEmpty { name } => Reply::Bool(self.shard().bucket_is_empty(&name)),
+                Request::ListPage(query) => Reply::ListPage(self.shard().list(&query)),
                 Request::AdoptConnection { fd, buffered } => {
                     self.adopt_connection();
                     let worker = self.clone();

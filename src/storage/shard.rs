@@ -53,6 +53,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 mod compaction;
+pub mod listing;
 
 pub use compaction::{COMPACTION_LIVE_PERCENT_MAX, CompactionStats};
 

@@ -1,0 +1,465 @@
+//! `ListObjects` (v1) and `ListObjectsV2`.
+//!
+//! Keys are spread over the shards by hash, so a page is a merge: every
+//! shard lists its own next entries after the page's position
+//! (`storage::shard::listing`, which also rolls keys up into common
+//! prefixes), and this module merges them in UTF-8 byte order, drops the
+//! common prefixes that several shards report, and stops at `max-keys`.
+//!
+//! # What a page costs
+//!
+//! Each shard is first asked for its expected share of the page plus a
+//! margin (keys are spread evenly by the hash), all shards at once. A shard
+//! whose answer runs out while the merge still needs entries is asked again
+//! for more after its last entry. So a page of 1000 keys reads about 1000
+//! keys from the indexes, plus the margin, plus what the delimiter rolls
+//! up, however many shards there are.
+//!
+//! # Positions and tokens
+//!
+//! A page continues strictly after the last entry of the one before: a key
+//! or a common prefix (see the position rule in
+//! `storage::shard::listing`). v1's `NextMarker` is that entry as is; v2's
+//! continuation token is the same position, encoded as opaque base64 with a
+//! version byte. Neither is a snapshot: keys written after the page was
+//! served are seen by the next page if they sort after the position.
+//!
+//! # `encoding-type=url`
+//!
+//! The keys, the prefix, the delimiter, the marker, `StartAfter` and the
+//! common prefixes are percent-encoded (every byte but the unreserved
+//! characters and `/`), so that keys with characters XML 1.0 cannot carry
+//! reach the client intact; the client decodes them.
+//!
+//! - <https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjects.html>
+//! - <https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html>
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::rc::Rc;
+
+use base64::Engine as _;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::xml::{self, Owner, element, escape_into};
+use super::{Response, S3Request};
+use crate::error::S3Error;
+use crate::s3_error;
+use crate::server::mesh::{Reply, Request};
+use crate::server::worker::Worker;
+use crate::storage::shard::listing::{ListPage, ListQuery, Listed};
+
+/// Most entries (keys and common prefixes) in one page, as AWS: a larger
+/// `max-keys` is served as this many.
+pub const LIST_PAGE_MAX: usize = 1000;
+
+/// Extra entries asked of each shard beyond its expected share of a page,
+/// so that one round usually suffices although the hash does not split a
+/// page exactly evenly.
+const SHARE_MARGIN: usize = 16;
+
+/// What percent-encoding leaves as is in `encoding-type=url` output.
+const URL_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// The version byte that starts every v2 continuation token.
+const TOKEN_VERSION: u8 = 1;
+
+/// The parameters both versions share.
+struct Params {
+    bucket: String,
+    prefix: String,
+    delimiter: String,
+    max_keys: usize,
+    url_encoding: bool,
+}
+
+fn params(worker: &Rc<Worker>, request: &S3Request<'_>) -> Result<Params, S3Error> {
+    let bucket = request
+        .route
+        .bucket
+        .clone()
+        .ok_or_else(|| s3_error!(InvalidBucketName, "The specified bucket is not valid."))?;
+    if !worker.catalog().buckets.contains_key(&bucket) {
+        return Err(super::bucket::no_such_bucket(&bucket));
+    }
+    let max_keys = match request.query_param("max-keys") {
+        None => LIST_PAGE_MAX,
+        Some(text) => match text.parse::<i64>() {
+            Ok(value) if value < 0 => {
+                return Err(s3_error!(InvalidArgument, "max-keys cannot be negative")
+                    .with_extra("ArgumentName", "max-keys")
+                    .with_extra("ArgumentValue", &text));
+            }
+            Ok(value) => usize::try_from(value).map_or(LIST_PAGE_MAX, |v| v.min(LIST_PAGE_MAX)),
+            Err(_) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "Provided max-keys not an integer or within integer range"
+                )
+                .with_extra("ArgumentName", "max-keys")
+                .with_extra("ArgumentValue", &text));
+            }
+        },
+    };
+    let url_encoding = match request.query_param("encoding-type") {
+        None => false,
+        Some(value) if value.eq_ignore_ascii_case("url") => true,
+        Some(value) => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Invalid Encoding Method specified in Request"
+            )
+            .with_extra("ArgumentName", "encoding-type")
+            .with_extra("ArgumentValue", &value));
+        }
+    };
+    Ok(Params {
+        bucket,
+        prefix: request.query_param("prefix").unwrap_or_default(),
+        delimiter: request.query_param("delimiter").unwrap_or_default(),
+        max_keys,
+        url_encoding,
+    })
+}
+
+/// A merged page: its entries in order, and whether more follow.
+struct Page {
+    entries: Vec<Listed>,
+    truncated: bool,
+}
+
+/// One shard's entries not yet merged.
+struct Cursor {
+    buffer: VecDeque<Listed>,
+    /// The shard has entries after the last one it sent.
+    more: bool,
+    /// The position to ask the shard for more after.
+    after: Option<String>,
+}
+
+/// Merge the shards' entries after `after` into one page of at most
+/// `params.max_keys`.
+async fn collect(
+    worker: &Rc<Worker>,
+    params: &Params,
+    after: Option<String>,
+) -> Result<Page, S3Error> {
+    if params.max_keys == 0 {
+        // AWS answers an empty page that is not truncated.
+        return Ok(Page {
+            entries: Vec::new(),
+            truncated: false,
+        });
+    }
+    let shard_count = worker.mesh.shard_count();
+    let share = params.max_keys.div_ceil(shard_count) + SHARE_MARGIN;
+    let query = |after: Option<String>, limit: usize| {
+        Box::new(ListQuery {
+            bucket: params.bucket.clone(),
+            prefix: params.prefix.clone(),
+            delimiter: params.delimiter.clone(),
+            after,
+            limit,
+        })
+    };
+    let first_limit = share.min(params.max_keys);
+    let replies = worker
+        .mesh
+        .call_all(worker, || {
+            Request::ListPage(query(after.clone(), first_limit))
+        })
+        .await;
+    let mut cursors = Vec::with_capacity(shard_count);
+    for reply in replies {
+        let page = page_of(reply)?;
+        cursors.push(Cursor {
+            after: page
+                .entries
+                .last()
+                .map_or_else(|| after.clone(), |entry| Some(entry.position().to_owned())),
+            more: page.more,
+            buffer: page.entries.into(),
+        });
+    }
+    let mut entries: Vec<Listed> = Vec::with_capacity(params.max_keys);
+    loop {
+        // A shard that ran out but has more must be asked again before the
+        // smallest entry can be known.
+        for (shard, cursor) in cursors.iter_mut().enumerate() {
+            if cursor.buffer.is_empty() && cursor.more {
+                let limit = (params.max_keys - entries.len()).clamp(1, share);
+                let reply = worker
+                    .mesh
+                    .call(
+                        worker,
+                        shard,
+                        Request::ListPage(query(cursor.after.clone(), limit)),
+                    )
+                    .await;
+                let page = page_of(reply)?;
+                if let Some(last) = page.entries.last() {
+                    cursor.after = Some(last.position().to_owned());
+                }
+                cursor.more = page.more;
+                cursor.buffer = page.entries.into();
+            }
+        }
+        let smallest = cursors
+            .iter()
+            .filter_map(|cursor| cursor.buffer.front())
+            .map(Listed::position)
+            .min()
+            .map(str::to_owned);
+        let Some(smallest) = smallest else {
+            return Ok(Page {
+                entries,
+                truncated: false,
+            });
+        };
+        if entries.len() == params.max_keys {
+            return Ok(Page {
+                entries,
+                truncated: true,
+            });
+        }
+        // The same common prefix can come from several shards: take it once.
+        let mut taken = None;
+        for cursor in &mut cursors {
+            if cursor
+                .buffer
+                .front()
+                .is_some_and(|entry| entry.position() == smallest)
+            {
+                taken = cursor.buffer.pop_front();
+            }
+        }
+        entries.push(taken.expect("the smallest entry is at the front of a buffer"));
+    }
+}
+
+fn page_of(reply: Result<Reply, crate::server::mesh::MeshClosed>) -> Result<ListPage, S3Error> {
+    match reply {
+        Ok(Reply::ListPage(page)) => Ok(page),
+        Ok(other) => unreachable!("ListPage answered with {other:?}"),
+        Err(_) => Err(s3_error!(ServiceUnavailable, "The server is shutting down")),
+    }
+}
+
+/// `ListObjects` (v1).
+pub async fn list_objects(
+    worker: &Rc<Worker>,
+    request: &S3Request<'_>,
+) -> Result<Response, S3Error> {
+    let params = params(worker, request)?;
+    let marker = request.query_param("marker").unwrap_or_default();
+    let after = (!marker.is_empty()).then(|| marker.clone());
+    let page = collect(worker, &params, after).await?;
+    let text = |out: &mut String, name: &str, value: &str| {
+        write_text(out, name, value, params.url_encoding);
+    };
+    let mut out = String::with_capacity(512 + page.entries.len() * 320);
+    out.push_str(xml::XML_DECLARATION);
+    out.push_str("<ListBucketResult xmlns=\"");
+    out.push_str(xml::S3_NAMESPACE);
+    out.push_str("\">");
+    element(&mut out, "Name", &params.bucket);
+    text(&mut out, "Prefix", &params.prefix);
+    text(&mut out, "Marker", &marker);
+    let _ = write!(out, "<MaxKeys>{}</MaxKeys>", params.max_keys);
+    if !params.delimiter.is_empty() {
+        text(&mut out, "Delimiter", &params.delimiter);
+    }
+    let _ = write!(out, "<IsTruncated>{}</IsTruncated>", page.truncated);
+    if page.truncated {
+        let last = page.entries.last().expect("a truncated page is not empty");
+        text(&mut out, "NextMarker", last.position());
+    }
+    write_entries(
+        &mut out,
+        &page.entries,
+        Some(&worker.owner),
+        params.url_encoding,
+    );
+    if params.url_encoding {
+        out.push_str("<EncodingType>url</EncodingType>");
+    }
+    out.push_str("</ListBucketResult>");
+    Ok(Response::xml(out))
+}
+
+/// `ListObjectsV2`.
+pub async fn list_objects_v2(
+    worker: &Rc<Worker>,
+    request: &S3Request<'_>,
+) -> Result<Response, S3Error> {
+    let params = params(worker, request)?;
+    let continuation_token = request.query_param("continuation-token");
+    let start_after = request.query_param("start-after");
+    let fetch_owner = request
+        .query_param("fetch-owner")
+        .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+    let after = match &continuation_token {
+        Some(token) => Some(decode_token(token)?),
+        None => start_after.clone().filter(|value| !value.is_empty()),
+    };
+    let page = collect(worker, &params, after).await?;
+    let text = |out: &mut String, name: &str, value: &str| {
+        write_text(out, name, value, params.url_encoding);
+    };
+    let mut out = String::with_capacity(512 + page.entries.len() * 256);
+    out.push_str(xml::XML_DECLARATION);
+    out.push_str("<ListBucketResult xmlns=\"");
+    out.push_str(xml::S3_NAMESPACE);
+    out.push_str("\">");
+    element(&mut out, "Name", &params.bucket);
+    text(&mut out, "Prefix", &params.prefix);
+    if !params.delimiter.is_empty() {
+        text(&mut out, "Delimiter", &params.delimiter);
+    }
+    let _ = write!(
+        out,
+        "<MaxKeys>{}</MaxKeys><KeyCount>{}</KeyCount><IsTruncated>{}</IsTruncated>",
+        params.max_keys,
+        page.entries.len(),
+        page.truncated
+    );
+    if let Some(token) = &continuation_token {
+        element(&mut out, "ContinuationToken", token);
+    }
+    if page.truncated {
+        let last = page.entries.last().expect("a truncated page is not empty");
+        element(
+            &mut out,
+            "NextContinuationToken",
+            &encode_token(last.position()),
+        );
+    }
+    if let Some(start_after) = &start_after {
+        text(&mut out, "StartAfter", start_after);
+    }
+    let owner = fetch_owner.then_some(&worker.owner);
+    write_entries(&mut out, &page.entries, owner, params.url_encoding);
+    if params.url_encoding {
+        out.push_str("<EncodingType>url</EncodingType>");
+    }
+    out.push_str("</ListBucketResult>");
+    Ok(Response::xml(out))
+}
+
+/// `<Contents>` for every object, then `<CommonPrefixes>` for every common
+/// prefix, as AWS orders them.
+fn write_entries(out: &mut String, entries: &[Listed], owner: Option<&Owner>, url_encoding: bool) {
+    for entry in entries {
+        let Listed::Object {
+            key,
+            size,
+            etag,
+            last_modified_ms,
+        } = entry
+        else {
+            continue;
+        };
+        out.push_str("<Contents>");
+        write_text(out, "Key", key, url_encoding);
+        element(out, "LastModified", &xml::timestamp(*last_modified_ms));
+        let _ = write!(out, "<ETag>&quot;{etag}&quot;</ETag><Size>{size}</Size>");
+        if let Some(owner) = owner {
+            out.push_str("<Owner>");
+            element(out, "ID", &owner.id);
+            element(out, "DisplayName", &owner.display_name);
+            out.push_str("</Owner>");
+        }
+        out.push_str("<StorageClass>STANDARD</StorageClass></Contents>");
+    }
+    for entry in entries {
+        if let Listed::CommonPrefix(prefix) = entry {
+            out.push_str("<CommonPrefixes>");
+            write_text(out, "Prefix", prefix, url_encoding);
+            out.push_str("</CommonPrefixes>");
+        }
+    }
+}
+
+/// `<name>value</name>`, the value percent-encoded for `encoding-type=url`.
+fn write_text(out: &mut String, name: &str, value: &str, url_encoding: bool) {
+    if url_encoding {
+        let encoded = url_encode(value);
+        element(out, name, &encoded);
+    } else {
+        out.push('<');
+        out.push_str(name);
+        out.push('>');
+        escape_into(out, value);
+        out.push_str("</");
+        out.push_str(name);
+        out.push('>');
+    }
+}
+
+/// `value` percent-encoded as `encoding-type=url` asks.
+#[must_use]
+pub fn url_encode(value: &str) -> String {
+    utf8_percent_encode(value, URL_ENCODE_SET).to_string()
+}
+
+/// The v2 continuation token for a page that ended at `position`.
+#[must_use]
+pub fn encode_token(position: &str) -> String {
+    let mut bytes = Vec::with_capacity(1 + position.len());
+    bytes.push(TOKEN_VERSION);
+    bytes.extend_from_slice(position.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The position a v2 continuation token stands for.
+pub fn decode_token(token: &str) -> Result<String, S3Error> {
+    let invalid = || {
+        s3_error!(
+            InvalidArgument,
+            "The continuation token provided is incorrect"
+        )
+        .with_extra("ArgumentName", "continuation-token")
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| invalid())?;
+    match bytes.split_first() {
+        Some((&TOKEN_VERSION, position)) => {
+            String::from_utf8(position.to_vec()).map_err(|_| invalid())
+        }
+        _ => Err(invalid()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_reject_garbage() {
+        for position in ["", "a", "photos/2024/", "key with spaces+plus/é\n"] {
+            assert_eq!(decode_token(&encode_token(position)).unwrap(), position);
+        }
+        assert!(decode_token("not base64!").is_err());
+        assert!(decode_token("").is_err());
+        // The right encoding with the wrong version byte.
+        let other = base64::engine::general_purpose::STANDARD.encode([9, b'a']);
+        assert!(decode_token(&other).is_err());
+        let not_utf8 = base64::engine::general_purpose::STANDARD.encode([TOKEN_VERSION, 0xff]);
+        assert!(decode_token(&not_utf8).is_err());
+    }
+
+    #[test]
+    fn url_encoding_keeps_unreserved_characters_and_slashes() {
+        assert_eq!(url_encode("a/b-c_d.e~f"), "a/b-c_d.e~f");
+        assert_eq!(url_encode("a b+c"), "a%20b%2Bc");
+        assert_eq!(url_encode("line\nbreak\r"), "line%0Abreak%0D");
+        assert_eq!(url_encode("é"), "%C3%A9");
+        assert_eq!(url_encode("%&=?"), "%25%26%3D%3F");
+    }
+}
