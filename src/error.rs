@@ -38,6 +38,8 @@ pub enum S3ErrorCode {
     InvalidBucketName,
     InvalidDigest,
     InvalidLocationConstraint,
+    InvalidPart,
+    InvalidPartOrder,
     InvalidRange,
     InvalidRequest,
     InvalidURI,
@@ -47,6 +49,7 @@ pub enum S3ErrorCode {
     MissingContentLength,
     NoSuchBucket,
     NoSuchKey,
+    NoSuchUpload,
     NotImplemented,
     RequestHeaderSectionTooLarge,
     RequestTimeTooSkewed,
@@ -81,6 +84,8 @@ impl S3ErrorCode {
             Self::InvalidBucketName => "InvalidBucketName",
             Self::InvalidDigest => "InvalidDigest",
             Self::InvalidLocationConstraint => "InvalidLocationConstraint",
+            Self::InvalidPart => "InvalidPart",
+            Self::InvalidPartOrder => "InvalidPartOrder",
             Self::InvalidRange => "InvalidRange",
             Self::InvalidRequest => "InvalidRequest",
             Self::InvalidURI => "InvalidURI",
@@ -90,6 +95,7 @@ impl S3ErrorCode {
             Self::MissingContentLength => "MissingContentLength",
             Self::NoSuchBucket => "NoSuchBucket",
             Self::NoSuchKey => "NoSuchKey",
+            Self::NoSuchUpload => "NoSuchUpload",
             Self::NotImplemented => "NotImplemented",
             Self::RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
             Self::RequestTimeTooSkewed => "RequestTimeTooSkewed",
@@ -118,6 +124,8 @@ impl S3ErrorCode {
             | Self::InvalidBucketName
             | Self::InvalidDigest
             | Self::InvalidLocationConstraint
+            | Self::InvalidPart
+            | Self::InvalidPartOrder
             | Self::InvalidRequest
             | Self::InvalidURI
             | Self::KeyTooLongError
@@ -130,7 +138,7 @@ impl S3ErrorCode {
             | Self::InvalidAccessKeyId
             | Self::RequestTimeTooSkewed
             | Self::SignatureDoesNotMatch => StatusCode::FORBIDDEN,
-            Self::NoSuchBucket | Self::NoSuchKey => StatusCode::NOT_FOUND,
+            Self::NoSuchBucket | Self::NoSuchKey | Self::NoSuchUpload => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BucketAlreadyExists | Self::BucketAlreadyOwnedByYou | Self::BucketNotEmpty => {
                 StatusCode::CONFLICT

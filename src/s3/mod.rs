@@ -12,6 +12,7 @@ pub mod bucket;
 pub mod delete;
 pub mod get;
 pub mod list;
+pub mod multipart;
 pub mod put;
 pub mod router;
 pub mod xml;
@@ -99,6 +100,21 @@ pub async fn dispatch(
         Endpoint::GetBucketLocation => bucket::get_bucket_location(worker, request),
         Endpoint::ListObjects => list::list_objects(worker, request).await,
         Endpoint::ListObjectsV2 => list::list_objects_v2(worker, request).await,
+        Endpoint::CreateMultipartUpload => {
+            multipart::create_multipart_upload(worker, request).await
+        }
+        Endpoint::UploadPart {
+            part_number,
+            upload_id,
+        } => multipart::upload_part(worker, request, body, *part_number, upload_id).await,
+        Endpoint::CompleteMultipartUpload { upload_id } => {
+            multipart::complete_multipart_upload(worker, request, body, upload_id).await
+        }
+        Endpoint::AbortMultipartUpload { upload_id } => {
+            multipart::abort_multipart_upload(worker, request, upload_id).await
+        }
+        Endpoint::ListParts { upload_id } => multipart::list_parts(worker, request, upload_id),
+        Endpoint::ListMultipartUploads => multipart::list_multipart_uploads(worker, request).await,
         Endpoint::PutObject => put::put_object(worker, request, body).await,
         Endpoint::GetObject {
             part_number: None,

@@ -28,6 +28,7 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use super::metrics::MetricsSnapshot;
 use crate::storage::catalog::Catalog;
 use crate::storage::shard::listing::{ListPage, ListQuery};
+use crate::storage::shard::uploads::{UploadListed, UploadQuery};
 
 /// What a core asks another core to do.
 #[derive(Debug)]
@@ -50,6 +51,8 @@ pub enum Request {
     BucketIsEmpty { name: String },
     /// This core's next entries of a listing (`storage::shard::listing`).
     ListPage(Box<ListQuery>),
+    /// This core's uploads of a `ListMultipartUploads` page.
+    ListUploads(Box<UploadQuery>),
     /// A connection whose next request is for an object this core owns:
     /// its socket (a `dup` of the accepting core's) and the bytes already
     /// read from it, starting with that request's head (DESIGN.md,
@@ -81,6 +84,7 @@ pub enum Reply {
     Metrics(Box<MetricsSnapshot>),
     Bucket(BucketChange),
     ListPage(ListPage),
+    Uploads(Vec<UploadListed>),
 }
 
 /// What travels on a mesh channel.

@@ -271,6 +271,7 @@ impl super::mesh::Handler for Worker {
                 }
                 Request::BucketIsEmpty { name } => Reply::Bool(self.shard().bucket_is_empty(&name)),
                 Request::ListPage(query) => Reply::ListPage(self.shard().list(&query)),
+                Request::ListUploads(query) => Reply::Uploads(self.shard().list_uploads(&query)),
                 Request::AdoptConnection { fd, buffered } => {
                     self.adopt_connection();
                     let worker = self.clone();
