@@ -48,6 +48,7 @@ pub enum S3ErrorCode {
     NoSuchBucket,
     NoSuchKey,
     NotImplemented,
+    PreconditionFailed,
     RequestHeaderSectionTooLarge,
     RequestTimeTooSkewed,
     RequestTimeout,
@@ -91,6 +92,7 @@ impl S3ErrorCode {
             Self::NoSuchBucket => "NoSuchBucket",
             Self::NoSuchKey => "NoSuchKey",
             Self::NotImplemented => "NotImplemented",
+            Self::PreconditionFailed => "PreconditionFailed",
             Self::RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
             Self::RequestTimeTooSkewed => "RequestTimeTooSkewed",
             Self::RequestTimeout => "RequestTimeout",
@@ -136,6 +138,7 @@ impl S3ErrorCode {
                 StatusCode::CONFLICT
             }
             Self::MissingContentLength => StatusCode::LENGTH_REQUIRED,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
