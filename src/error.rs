@@ -51,6 +51,7 @@ pub enum S3ErrorCode {
     NoSuchKey,
     NoSuchUpload,
     NotImplemented,
+    PreconditionFailed,
     RequestHeaderSectionTooLarge,
     RequestTimeTooSkewed,
     RequestTimeout,
@@ -97,6 +98,7 @@ impl S3ErrorCode {
             Self::NoSuchKey => "NoSuchKey",
             Self::NoSuchUpload => "NoSuchUpload",
             Self::NotImplemented => "NotImplemented",
+            Self::PreconditionFailed => "PreconditionFailed",
             Self::RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
             Self::RequestTimeTooSkewed => "RequestTimeTooSkewed",
             Self::RequestTimeout => "RequestTimeout",
@@ -144,6 +146,7 @@ impl S3ErrorCode {
                 StatusCode::CONFLICT
             }
             Self::MissingContentLength => StatusCode::LENGTH_REQUIRED,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,

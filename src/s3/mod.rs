@@ -9,6 +9,7 @@
 //! file here, perhaps `xml.rs`, and its test file.
 
 pub mod bucket;
+pub mod conditions;
 pub mod delete;
 pub mod get;
 pub mod list;
