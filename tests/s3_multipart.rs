@@ -1009,3 +1009,122 @@ async fn a_multi_gib_object_streams_with_flat_memory() {
         peak.saturating_sub(idle) / MIB as u64
     );
 }
+
+#[test]
+fn part_number_reads_one_part_of_a_multipart_object() {
+    let server = Server::start();
+    let client = server.client();
+    common::block_on(async {
+        create_bucket(&client, "partnum").await;
+        let bodies = [
+            pattern(40, PART_MIN),
+            pattern(41, PART_MIN + 1),
+            pattern(42, 9),
+        ];
+        let id = create(&client, "partnum", "obj").await;
+        let mut etags = Vec::new();
+        for (index, body) in bodies.iter().enumerate() {
+            etags.push(upload(&client, "partnum", "obj", &id, index as i32 + 1, body).await);
+        }
+        let parts: Vec<(i32, &str)> = etags
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (i as i32 + 1, e.as_str()))
+            .collect();
+        complete(&client, "partnum", "obj", &id, &parts)
+            .await
+            .unwrap();
+        let total = bodies.iter().map(Vec::len).sum::<usize>();
+        let mut start = 0;
+        for (index, body) in bodies.iter().enumerate() {
+            let number = index as i32 + 1;
+            let output = client
+                .get_object()
+                .bucket("partnum")
+                .key("obj")
+                .part_number(number)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(output.parts_count(), Some(3));
+            assert_eq!(output.content_length(), Some(body.len() as i64));
+            let range = format!("bytes {start}-{}/{total}", start + body.len() - 1);
+            assert_eq!(output.content_range(), Some(range.as_str()));
+            assert!(output.body.collect().await.unwrap().to_vec() == *body);
+            let head = client
+                .head_object()
+                .bucket("partnum")
+                .key("obj")
+                .part_number(number)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(head.parts_count(), Some(3));
+            assert_eq!(head.content_length(), Some(body.len() as i64));
+            start += body.len();
+        }
+        // Without partNumber, no parts count.
+        let head = client
+            .head_object()
+            .bucket("partnum")
+            .key("obj")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.parts_count(), None);
+        assert_eq!(head.content_length(), Some(total as i64));
+        expect_sdk_error(
+            client
+                .get_object()
+                .bucket("partnum")
+                .key("obj")
+                .part_number(4)
+                .send()
+                .await,
+            416,
+            "InvalidPartNumber",
+        );
+        expect_sdk_error(
+            client
+                .get_object()
+                .bucket("partnum")
+                .key("obj")
+                .part_number(1)
+                .range("bytes=0-1")
+                .send()
+                .await,
+            400,
+            "InvalidRequest",
+        );
+        // An object that is not multipart is one part.
+        client
+            .put_object()
+            .bucket("partnum")
+            .key("single")
+            .body(ByteStream::from_static(b"hello"))
+            .send()
+            .await
+            .unwrap();
+        let output = client
+            .get_object()
+            .bucket("partnum")
+            .key("single")
+            .part_number(1)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(output.parts_count(), None);
+        assert_eq!(output.body.collect().await.unwrap().to_vec(), b"hello");
+        expect_sdk_error(
+            client
+                .get_object()
+                .bucket("partnum")
+                .key("single")
+                .part_number(2)
+                .send()
+                .await,
+            416,
+            "InvalidPartNumber",
+        );
+    });
+}

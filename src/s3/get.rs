@@ -138,8 +138,15 @@ pub async fn get_object(
     worker: &Rc<Worker>,
     request: &S3Request<'_>,
     head_only: bool,
+    part_number: Option<u32>,
 ) -> Result<Response, S3Error> {
     let (bucket, key) = object_names(worker, request)?;
+    if part_number.is_some() && request.head.headers.contains_key(http::header::RANGE) {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter"
+        ));
+    }
     let overrides = response_overrides(request)?;
     if !worker.catalog().buckets.contains_key(bucket) {
         return Err(super::bucket::no_such_bucket(bucket));
@@ -178,6 +185,9 @@ pub async fn get_object(
         }
     }
     let size = commit.size;
+    if let Some(number) = part_number {
+        return part_response(headers, shard, commit, pin, number, head_only);
+    }
     let range = match request.head.headers.get(http::header::RANGE) {
         Some(value) => parse_range(value.as_bytes(), size).map_err(|error| {
             let mut error = error
@@ -210,6 +220,64 @@ pub async fn get_object(
         );
     }
     if !head_only && end > start {
+        response.object = Some(ObjectStream {
+            shard,
+            commit,
+            start,
+            end,
+            pin,
+        });
+    }
+    Ok(response)
+}
+
+/// `partNumber`: one part of a multipart object, as a `206` with its
+/// `Content-Range` and the object's part count. An object that is not
+/// multipart is one part: number 1 is all of it (and carries no part
+/// count), as AWS answers.
+fn part_response(
+    mut headers: HeaderMap,
+    shard: Rc<Shard>,
+    commit: ObjectCommit,
+    pin: ReadPin,
+    number: u32,
+    head_only: bool,
+) -> Result<Response, S3Error> {
+    let size = commit.size;
+    let sizes: &[u64] = if commit.part_sizes.is_empty() {
+        std::slice::from_ref(&commit.size)
+    } else {
+        &commit.part_sizes
+    };
+    let index = usize::try_from(number)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(1);
+    let Some(&part_size) = sizes.get(index) else {
+        return Err(s3_error!(
+            InvalidPartNumber,
+            "The requested partnumber is not satisfiable"
+        )
+        .with_extra("PartNumberRequested", number.to_string())
+        .with_extra("ActualPartCount", sizes.len().to_string()));
+    };
+    let start: u64 = sizes[..index].iter().sum();
+    let end = start + part_size;
+    if !commit.part_sizes.is_empty() {
+        headers.insert(
+            HeaderName::from_static("x-amz-mp-parts-count"),
+            HeaderValue::from(commit.part_sizes.len()),
+        );
+    }
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(part_size));
+    if part_size > 0 {
+        headers.insert(
+            http::header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {start}-{}/{size}", end - 1)).expect("ASCII"),
+        );
+    }
+    let mut response = Response::new(StatusCode::PARTIAL_CONTENT);
+    response.headers = headers;
+    if !head_only && part_size > 0 {
         response.object = Some(ObjectStream {
             shard,
             commit,

@@ -118,13 +118,13 @@ pub async fn dispatch(
         Endpoint::ListMultipartUploads => multipart::list_multipart_uploads(worker, request).await,
         Endpoint::PutObject => put::put_object(worker, request, body).await,
         Endpoint::GetObject {
-            part_number: None,
+            part_number,
             version_id: None,
-        } => get::get_object(worker, request, false).await,
+        } => get::get_object(worker, request, false, *part_number).await,
         Endpoint::HeadObject {
-            part_number: None,
+            part_number,
             version_id: None,
-        } => get::get_object(worker, request, true).await,
+        } => get::get_object(worker, request, true, *part_number).await,
         Endpoint::DeleteObject { version_id: None } => delete::delete_object(worker, request).await,
         other => Err(s3_error!(
             NotImplemented,
