@@ -1011,6 +1011,10 @@ async fn a_multi_gib_object_streams_with_flat_memory() {
 }
 
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "every part, read both ways, and the errors"
+)]
 fn part_number_reads_one_part_of_a_multipart_object() {
     let server = Server::start();
     let client = server.client();

@@ -9,6 +9,7 @@
 //! file here, perhaps `xml.rs`, and its test file.
 
 pub mod bucket;
+pub mod checksum;
 pub mod conditions;
 pub mod delete;
 pub mod get;
@@ -125,6 +126,7 @@ pub async fn dispatch(
             part_number,
             version_id: None,
         } => get::get_object(worker, request, true, *part_number).await,
+        Endpoint::DeleteObjects => delete::delete_objects(worker, request, body).await,
         Endpoint::DeleteObject { version_id: None } => delete::delete_object(worker, request).await,
         other => Err(s3_error!(
             NotImplemented,

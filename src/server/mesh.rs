@@ -51,6 +51,12 @@ pub enum Request {
     BucketIsEmpty { name: String },
     /// This core's next entries of a listing (`storage::shard::listing`).
     ListPage(Box<ListQuery>),
+    /// Delete these keys of a bucket (`DeleteObjects`, this core's share).
+    DeleteKeys {
+        bucket: String,
+        keys: Vec<String>,
+        deleted_ms: i64,
+    },
     /// This core's uploads of a `ListMultipartUploads` page.
     ListUploads(Box<UploadQuery>),
     /// A connection whose next request is for an object this core owns:
@@ -85,6 +91,8 @@ pub enum Reply {
     Bucket(BucketChange),
     ListPage(ListPage),
     Uploads(Vec<UploadListed>),
+    /// One result per key of a `DeleteKeys`, in order.
+    Deleted(Vec<Result<(), String>>),
 }
 
 /// What travels on a mesh channel.

@@ -271,6 +271,13 @@ impl super::mesh::Handler for Worker {
                 }
                 Request::BucketIsEmpty { name } => Reply::Bool(self.shard().bucket_is_empty(&name)),
                 Request::ListPage(query) => Reply::ListPage(self.shard().list(&query)),
+                Request::DeleteKeys {
+                    bucket,
+                    keys,
+                    deleted_ms,
+                } => Reply::Deleted(
+                    crate::s3::delete::delete_keys(self.shard(), bucket, keys, deleted_ms).await,
+                ),
                 Request::ListUploads(query) => Reply::Uploads(self.shard().list_uploads(&query)),
                 Request::AdoptConnection { fd, buffered } => {
                     self.adopt_connection();
