@@ -51,7 +51,9 @@ pub enum S3ErrorCode {
     NoSuchBucket,
     NoSuchKey,
     NoSuchUpload,
+    NoSuchVersion,
     NotImplemented,
+    OperationAborted,
     PreconditionFailed,
     RequestHeaderSectionTooLarge,
     RequestTimeTooSkewed,
@@ -99,7 +101,9 @@ impl S3ErrorCode {
             Self::NoSuchBucket => "NoSuchBucket",
             Self::NoSuchKey => "NoSuchKey",
             Self::NoSuchUpload => "NoSuchUpload",
+            Self::NoSuchVersion => "NoSuchVersion",
             Self::NotImplemented => "NotImplemented",
+            Self::OperationAborted => "OperationAborted",
             Self::PreconditionFailed => "PreconditionFailed",
             Self::RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
             Self::RequestTimeTooSkewed => "RequestTimeTooSkewed",
@@ -142,11 +146,14 @@ impl S3ErrorCode {
             | Self::InvalidAccessKeyId
             | Self::RequestTimeTooSkewed
             | Self::SignatureDoesNotMatch => StatusCode::FORBIDDEN,
-            Self::NoSuchBucket | Self::NoSuchKey | Self::NoSuchUpload => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::BucketAlreadyExists | Self::BucketAlreadyOwnedByYou | Self::BucketNotEmpty => {
-                StatusCode::CONFLICT
+            Self::NoSuchBucket | Self::NoSuchKey | Self::NoSuchUpload | Self::NoSuchVersion => {
+                StatusCode::NOT_FOUND
             }
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BucketAlreadyExists
+            | Self::BucketAlreadyOwnedByYou
+            | Self::BucketNotEmpty
+            | Self::OperationAborted => StatusCode::CONFLICT,
             Self::MissingContentLength => StatusCode::LENGTH_REQUIRED,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::InvalidRange | Self::InvalidPartNumber => StatusCode::RANGE_NOT_SATISFIABLE,

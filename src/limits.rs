@@ -79,6 +79,12 @@ pub const MULTIPART_OBJECT_BYTES_MAX: u64 = 80 * 1024 * 1024 * 1024;
 /// (the oldest is forgotten first; a retry after that is `NoSuchUpload`).
 pub const COMPLETED_UPLOADS_REMEMBERED: usize = 10_000;
 
+/// How many times a copy from another core follows its source after
+/// compaction moved it (the same version at a new place) before it gives
+/// up with `OperationAborted`; a move happens at most once per compaction
+/// pass, so more than one in a row is rare.
+pub const COPY_SOURCE_MOVES_MAX: usize = 8;
+
 /// Most parts one `ListParts` page returns, and most uploads one
 /// `ListMultipartUploads` page returns, as AWS.
 pub const LIST_PARTS_PAGE_MAX: usize = 1000;

@@ -11,6 +11,7 @@
 pub mod bucket;
 pub mod checksum;
 pub mod conditions;
+pub mod copy;
 pub mod delete;
 pub mod get;
 pub mod list;
@@ -126,6 +127,11 @@ pub async fn dispatch(
             part_number,
             version_id: None,
         } => get::get_object(worker, request, true, *part_number).await,
+        Endpoint::CopyObject => copy::copy_object(worker, request).await,
+        Endpoint::UploadPartCopy {
+            part_number,
+            upload_id,
+        } => copy::upload_part_copy(worker, request, *part_number, upload_id).await,
         Endpoint::DeleteObjects => delete::delete_objects(worker, request, body).await,
         Endpoint::DeleteObject { version_id: None } => delete::delete_object(worker, request).await,
         other => Err(s3_error!(

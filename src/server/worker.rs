@@ -278,6 +278,28 @@ impl super::mesh::Handler for Worker {
                 } => Reply::Deleted(
                     crate::s3::delete::delete_keys(self.shard(), bucket, keys, deleted_ms).await,
                 ),
+                Request::SourceHead { bucket, key } => Reply::SourceHead(
+                    crate::s3::copy::source_head(&self.shard(), &bucket, &key).await,
+                ),
+                Request::SourceRead {
+                    bucket,
+                    key,
+                    location,
+                    extent,
+                    from,
+                    len,
+                } => Reply::SourceRead(
+                    crate::s3::copy::source_read(
+                        &self.shard(),
+                        &bucket,
+                        &key,
+                        location,
+                        extent,
+                        from,
+                        len,
+                    )
+                    .await,
+                ),
                 Request::ListUploads(query) => Reply::Uploads(self.shard().list_uploads(&query)),
                 Request::AdoptConnection { fd, buffered } => {
                     self.adopt_connection();
