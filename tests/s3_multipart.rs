@@ -941,11 +941,31 @@ async fn a_multi_gib_object_streams_with_flat_memory() {
         })
     };
     let part_len = |index: usize| PART.min(usize::try_from(size).unwrap() - index * PART);
+    // Every MiB of the object differs: one random MiB, stamped with its
+    // part and position (cheap to make twice, for the upload and the check).
+    let base = pattern(1000, MIB);
+    let part_body = |index: usize| {
+        let mut body = Vec::with_capacity(part_len(index));
+        let mut mib = 0_u64;
+        while body.len() < part_len(index) {
+            let start = body.len();
+            let take = MIB.min(part_len(index) - start);
+            body.extend_from_slice(&base[..take]);
+            let stamp = [index as u64, mib];
+            for (at, word) in stamp.iter().enumerate() {
+                let to = (start + at * 8 + 8).min(start + take);
+                let from = (start + at * 8).min(to);
+                body[from..to].copy_from_slice(&word.to_le_bytes()[..to - from]);
+            }
+            mib += 1;
+        }
+        body
+    };
     let id = create(&client, "huge", "big.bin").await;
     let mut etags = Vec::new();
     let mut all_md5s = Md5::new();
     for index in 0..part_count {
-        let body = pattern(1000 + index as u64, part_len(index));
+        let body = part_body(index);
         all_md5s.update(md5(&body));
         etags.push(upload(&client, "huge", "big.bin", &id, index as i32 + 1, &body).await);
     }
@@ -971,14 +991,14 @@ async fn a_multi_gib_object_streams_with_flat_memory() {
     let mut stream = object.body;
     let mut offset = 0_usize;
     let mut part_index = 0;
-    let mut expected = pattern(1000, part_len(0));
+    let mut expected = part_body(0);
     let mut in_part = 0;
     while let Some(piece) = stream.try_next().await.unwrap() {
         let mut piece = &piece[..];
         while !piece.is_empty() {
             if in_part == expected.len() {
                 part_index += 1;
-                expected = pattern(1000 + part_index as u64, part_len(part_index));
+                expected = part_body(part_index);
                 in_part = 0;
             }
             let take = piece.len().min(expected.len() - in_part);
