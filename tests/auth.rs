@@ -446,6 +446,32 @@ fn expect_continue_with_bad_signature_gets_the_final_error_without_100() {
     assert_eq!(head.status, 200);
 }
 
+/// Goal: an empty PUT that asks for 100-continue gets `100 Continue` before
+/// its final answer, and the connection serves the next request: the AWS
+/// CLI (botocore before 1.43.77) asks for it on empty files and, answered
+/// without it, misreads the next response on the connection and stalls.
+#[test]
+fn expect_continue_on_an_empty_body_gets_100_too() {
+    let server = Server::start();
+    let created = server.send_signed(&server.request("PUT", "/empty-continue"));
+    assert_eq!(created.status, 200, "{}", created.text());
+    let request = server
+        .request("PUT", "/empty-continue/empty")
+        .header("Expect", "100-continue")
+        .content_length(0);
+    let mut conn = server.connect();
+    conn.send(&server.sign(&request));
+    let interim = conn.response();
+    assert_eq!(interim.status, 100, "{interim:?}");
+    let done = conn.response();
+    assert_eq!(done.status, 200, "{}", done.text());
+    // The same connection goes on.
+    conn.send(&server.sign(&server.request("HEAD", "/empty-continue/empty")));
+    let head = conn.head_response();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("0"));
+}
+
 /// Goal: a body whose SHA-256 is not the signed `x-amz-content-sha256` is
 /// refused with `400 XAmzContentSHA256Mismatch`, and has no effect.
 #[test]

@@ -218,7 +218,10 @@ async fn handle(worker: &Rc<Worker>, io: &mut ConnIo, head: &RequestHead) -> boo
             // that asked for 100-continue and did not get it may send the
             // body after its own wait (curl does after one second), so the
             // connection is closed.
-            if has_body {
+            // A client that asked for 100-continue and got a final answer
+            // without it may misread the connection's next response (the
+            // botocore bug above), so that connection is closed too.
+            if has_body || head.expects_continue() {
                 keep_alive = false;
             }
             let status = error.code.status();
@@ -281,7 +284,12 @@ async fn run_request(
     };
     let decoded_len =
         decoded_content_length(&head.headers).map_err(|error| (error, resource.clone()))?;
-    if has_body && head.expects_continue() {
+    // Also for an empty body: botocore before 1.43.77 (the AWS CLI v1 and
+    // v2 of 2025) asks for 100-continue on empty PUTs and, answered
+    // without it, reuses a stale status line on the connection's next
+    // request and waits out the read timeout (boto/botocore#3755). RFC
+    // 9110 allows a 100 whatever the body.
+    if head.expects_continue() {
         io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .await
             .map_err(|error| (S3Error::internal(error), resource.clone()))?;

@@ -493,9 +493,12 @@ impl Shard {
     /// (without copying it, as [`Self::upload`] does).
     #[must_use]
     pub fn has_upload(&self, bucket: &str, key: &str, upload_id: &str) -> bool {
-        self.multipart.borrow().get(upload_id).is_some_and(|upload| {
-            upload.create.template.bucket == bucket && upload.create.template.key == key
-        })
+        self.multipart
+            .borrow()
+            .get(upload_id)
+            .is_some_and(|upload| {
+                upload.create.template.bucket == bucket && upload.create.template.key == key
+            })
     }
 
     /// Begin an upload: durable, then known.
