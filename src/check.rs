@@ -99,6 +99,7 @@ use crate::storage::segment::{
     self, ScanEnd, ScannedRecord, SegmentDir, SegmentFile as _, SegmentReader, SegmentRole,
     StorageError, segment_file_name,
 };
+use crate::storage::upload::{UploadCreate, UploadEnd, UploadPart};
 
 /// Most findings of each severity kept and printed; the rest are counted.
 /// A badly damaged segment can produce one finding per object, and the
@@ -205,6 +206,8 @@ pub struct ShardSummary {
     pub tombstone_record_count: u64,
     /// Versions compaction moved forward.
     pub relocate_record_count: u64,
+    /// Multipart upload records: uploads begun, parts stored, uploads ended.
+    pub upload_record_count: u64,
     /// Segment numbers below the checkpoint that no longer exist: what
     /// compaction deleted.
     pub removed_segment_count: u64,
@@ -225,6 +228,7 @@ impl ShardSummary {
             + self.commit_record_count
             + self.tombstone_record_count
             + self.relocate_record_count
+            + self.upload_record_count
     }
 }
 
@@ -259,6 +263,7 @@ impl Report {
             totals.commit_record_count += shard.commit_record_count;
             totals.tombstone_record_count += shard.tombstone_record_count;
             totals.relocate_record_count += shard.relocate_record_count;
+            totals.upload_record_count += shard.upload_record_count;
             totals.removed_segment_count += shard.removed_segment_count;
             totals.run_count += shard.run_count;
             totals.index_object_count += shard.index_object_count;
@@ -293,7 +298,8 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "{}: {} segments ({} sealed, {} bytes, {} removed by compaction); records: {} \
-                 data, {} commit, {} tombstone, {} relocate; {index}; live: {} objects, {} bytes",
+                 data, {} commit, {} tombstone, {} relocate, {} upload; {index}; live: {} objects, \
+                 {} bytes",
                 shard.name,
                 shard.segment_count,
                 shard.sealed_segment_count,
@@ -303,6 +309,7 @@ impl fmt::Display for Report {
                 shard.commit_record_count,
                 shard.tombstone_record_count,
                 shard.relocate_record_count,
+                shard.upload_record_count,
                 shard.live_object_count,
                 shard.live_bytes
             )?;
@@ -312,12 +319,13 @@ impl fmt::Display for Report {
         writeln!(f, "segments: {}", totals.segment_count)?;
         writeln!(
             f,
-            "records: {} (data {}, commit {}, tombstone {}, relocate {})",
+            "records: {} (data {}, commit {}, tombstone {}, relocate {}, upload {})",
             totals.record_count(),
             totals.data_record_count,
             totals.commit_record_count,
             totals.tombstone_record_count,
-            totals.relocate_record_count
+            totals.relocate_record_count,
+            totals.upload_record_count
         )?;
         writeln!(f, "live objects: {}", totals.live_object_count)?;
         writeln!(f, "live bytes: {}", totals.live_bytes)?;
@@ -1073,6 +1081,10 @@ impl<'a> ShardCheck<'a> {
                 return;
             }
             Kind::Padding => return,
+            Kind::UploadCreate | Kind::UploadPart | Kind::UploadEnd => {
+                self.visit_upload_record(record);
+                return;
+            }
             Kind::Commit => {
                 self.summary.commit_record_count += 1;
                 ObjectCommit::decode(record.payload).map(|commit| {
@@ -1123,6 +1135,23 @@ impl<'a> ShardCheck<'a> {
                 self.place(location.segment, location.offset),
                 format!("{:?} record does not decode: {}", record.kind, error.what),
             ),
+        }
+    }
+
+    /// A multipart record: counted, and it must decode.
+    fn visit_upload_record(&mut self, record: &ScannedRecord<'_>) {
+        self.summary.upload_record_count += 1;
+        let decoded = match record.kind {
+            Kind::UploadCreate => UploadCreate::decode(record.payload).map(drop),
+            Kind::UploadPart => UploadPart::decode(record.payload).map(drop),
+            _ => UploadEnd::decode(record.payload).map(drop),
+        };
+        if let Err(error) = decoded {
+            let location = record.location;
+            self.findings.damage(
+                self.place(location.segment, location.offset),
+                format!("{:?} record does not decode: {}", record.kind, error.what),
+            );
         }
     }
 
@@ -1504,6 +1533,7 @@ mod tests {
             expires: None,
             user_metadata: Vec::new(),
             checksums: Vec::new(),
+            part_sizes: Vec::new(),
             body,
         }
     }
@@ -1616,7 +1646,12 @@ mod tests {
                             let key = IndexKey::new(&tombstone.bucket, &tombstone.key);
                             (key, IndexValue::Tombstone)
                         }
-                        Kind::Data | Kind::Padding | Kind::Relocate => return Ok(()),
+                        Kind::Data
+                        | Kind::Padding
+                        | Kind::Relocate
+                        | Kind::UploadCreate
+                        | Kind::UploadPart
+                        | Kind::UploadEnd => return Ok(()),
                     };
                     index.insert(
                         key,

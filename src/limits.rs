@@ -57,6 +57,38 @@ pub const CHUNK_BYTES_MAX: u64 = 1 << 40;
 /// Largest object in one `PutObject`, exactly as AWS S3 (5 GiB).
 pub const OBJECT_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024;
 
+/// Most parts of one multipart upload, and the highest part number, exactly
+/// as AWS S3 (parts are numbered 1 to 10,000).
+pub const PART_COUNT_MAX: u32 = 10_000;
+
+/// Smallest part of a multipart upload other than the last, checked by
+/// `CompleteMultipartUpload` (`EntityTooSmall`), exactly as AWS S3 (5 MiB).
+pub const PART_BYTES_MIN: u64 = 5 * 1024 * 1024;
+
+/// Largest part of a multipart upload, exactly as AWS S3 (5 GiB).
+pub const PART_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024;
+
+/// Largest multipart object: its commit record lists every extent, and
+/// one record holds at most `object::EXTENT_COUNT_MAX` of them, which is
+/// this size when every extent is full (1 MiB), as parts of 5 MiB and more
+/// are written. AWS allows 5 TiB; a larger object is `EntityTooLarge`.
+pub const MULTIPART_OBJECT_BYTES_MAX: u64 = 80 * 1024 * 1024 * 1024;
+
+/// Completed uploads each core remembers, so that a client that retries a
+/// `CompleteMultipartUpload` whose answer it lost gets the same answer
+/// (the oldest is forgotten first; a retry after that is `NoSuchUpload`).
+pub const COMPLETED_UPLOADS_REMEMBERED: usize = 10_000;
+
+/// How many times a copy from another core follows its source after
+/// compaction moved it (the same version at a new place) before it gives
+/// up with `OperationAborted`; a move happens at most once per compaction
+/// pass, so more than one in a row is rare.
+pub const COPY_SOURCE_MOVES_MAX: usize = 8;
+
+/// Most parts one `ListParts` page returns, and most uploads one
+/// `ListMultipartUploads` page returns, as AWS.
+pub const LIST_PARTS_PAGE_MAX: usize = 1000;
+
 /// Size of the buffer a connection reads into. Request heads are parsed
 /// from it and body bytes are streamed through it, so one connection never
 /// holds more than this of network input.

@@ -244,7 +244,7 @@ async fn after_a_clean_stop_the_check_passes_and_counts_what_was_written() {
     );
     let records = format!(
         "records: {} (data {data_count}, commit {commit_count}, tombstone {tombstone_count}, \
-         relocate 0)",
+         relocate 0, upload 0)",
         data_count + commit_count + tombstone_count
     );
     assert!(

@@ -16,10 +16,10 @@
 //! and SIGKILL, also right after uploads cut off mid-body; and a large
 //! object streamed in and out with the server's memory bounded.
 //!
-//! Not covered here because the server does not implement it yet (501):
-//! listing, multipart, copy, conditional requests, `partNumber`,
-//! `response-*` overrides, and `x-amz-checksum-*` verification and
-//! responses.
+//! Conditional requests and `response-*` overrides are covered in
+//! `s3_get.rs`. Not covered here because the server does not implement it
+//! yet (501): listing, multipart, copy, `partNumber`, and
+//! `x-amz-checksum-*` verification and responses.
 
 mod common;
 

@@ -11,13 +11,38 @@
 //! is `416 InvalidRange`; a Range header that is not a single valid byte
 //! range is ignored and the whole object is sent, as RFC 9110 and AWS do.
 //!
+//! The preconditions (`If-Match`, `If-None-Match`, `If-Modified-Since`,
+//! `If-Unmodified-Since`; [`super::conditions`] owns their rules) are
+//! evaluated once the object is found and before the range, as RFC 9110
+//! §13.2.2 orders them: a missing object is `404 NoSuchKey` whatever they
+//! say, a failed `If-Match` or `If-Unmodified-Since` is
+//! `412 PreconditionFailed` (an error document naming the header in
+//! `<Condition>`, as AWS), and a failed `If-None-Match` or
+//! `If-Modified-Since` is `304 Not Modified`: no body, and of the object's
+//! headers only `ETag` and `Last-Modified` (what AWS sends) plus
+//! `Cache-Control` and `Expires` when the object has them (RFC 9110
+//! §15.4.5 requires those of a 304). A 304 is a response, not an error:
+//! it carries no error document.
+//!
+//! The `response-content-type`, `-content-language`, `-expires`,
+//! `-cache-control`, `-content-disposition` and `-content-encoding` query
+//! parameters replace the stored header of the same name on GET and HEAD
+//! (also on a 206, and on a 304 for the two headers it carries). A value
+//! is sent as ISO-8859-1, as AWS does: a character beyond U+00FF is
+//! `400 InvalidArgument` ("Header value cannot be represented using
+//! ISO-8859-1.", with the parameter in `<ArgumentName>` and
+//! `<ArgumentValue>`), and so is a control character, which no header
+//! value may hold.
+//!
 //! - <https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html>
 //! - <https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html>
 
 use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
+use super::conditions::{self, Outcome, Preconditions};
 use super::put::object_names;
 use super::{Response, S3Request};
 use crate::error::S3Error;
@@ -113,8 +138,16 @@ pub async fn get_object(
     worker: &Rc<Worker>,
     request: &S3Request<'_>,
     head_only: bool,
+    part_number: Option<u32>,
 ) -> Result<Response, S3Error> {
     let (bucket, key) = object_names(worker, request)?;
+    if part_number.is_some() && request.head.headers.contains_key(http::header::RANGE) {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter"
+        ));
+    }
+    let overrides = response_overrides(request)?;
     if !worker.catalog().buckets.contains_key(bucket) {
         return Err(super::bucket::no_such_bucket(bucket));
     }
@@ -134,7 +167,27 @@ pub async fn get_object(
         .read_commit(location)
         .await
         .map_err(S3Error::internal)?;
+    let mut headers = HeaderMap::new();
+    object_headers(&mut headers, &commit)?;
+    for (name, value) in overrides {
+        headers.insert(name, value);
+    }
+    let etag = commit.etag.to_header_value();
+    match Preconditions::from_headers(&request.head.headers).evaluate(
+        &etag,
+        last_modified(&commit),
+        SystemTime::now(),
+    ) {
+        Outcome::Proceed => {}
+        Outcome::NotModified(_) => return Ok(not_modified(&headers)),
+        Outcome::PreconditionFailed(condition) => {
+            return Err(conditions::precondition_failed(condition.header_name()));
+        }
+    }
     let size = commit.size;
+    if let Some(number) = part_number {
+        return part_response(headers, shard, commit, pin, number, head_only);
+    }
     let range = match request.head.headers.get(http::header::RANGE) {
         Some(value) => parse_range(value.as_bytes(), size).map_err(|error| {
             let mut error = error
@@ -156,7 +209,7 @@ pub async fn get_object(
         None => (StatusCode::OK, 0, size),
     };
     let mut response = Response::new(status);
-    object_headers(&mut response.headers, &commit)?;
+    response.headers = headers;
     response
         .headers
         .insert(http::header::CONTENT_LENGTH, HeaderValue::from(end - start));
@@ -178,15 +231,132 @@ pub async fn get_object(
     Ok(response)
 }
 
+/// `partNumber`: one part of a multipart object, as a `206` with its
+/// `Content-Range` and the object's part count. An object that is not
+/// multipart is one part: number 1 is all of it (and carries no part
+/// count), as AWS answers.
+fn part_response(
+    mut headers: HeaderMap,
+    shard: Rc<Shard>,
+    commit: ObjectCommit,
+    pin: ReadPin,
+    number: u32,
+    head_only: bool,
+) -> Result<Response, S3Error> {
+    let size = commit.size;
+    let sizes: &[u64] = if commit.part_sizes.is_empty() {
+        std::slice::from_ref(&commit.size)
+    } else {
+        &commit.part_sizes
+    };
+    let index = usize::try_from(number)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(1);
+    let Some(&part_size) = sizes.get(index) else {
+        return Err(s3_error!(
+            InvalidPartNumber,
+            "The requested partnumber is not satisfiable"
+        )
+        .with_extra("PartNumberRequested", number.to_string())
+        .with_extra("ActualPartCount", sizes.len().to_string()));
+    };
+    let start: u64 = sizes[..index].iter().sum();
+    let end = start + part_size;
+    if !commit.part_sizes.is_empty() {
+        headers.insert(
+            HeaderName::from_static("x-amz-mp-parts-count"),
+            HeaderValue::from(commit.part_sizes.len()),
+        );
+    }
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(part_size));
+    if part_size > 0 {
+        headers.insert(
+            http::header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {start}-{}/{size}", end - 1)).expect("ASCII"),
+        );
+    }
+    let mut response = Response::new(StatusCode::PARTIAL_CONTENT);
+    response.headers = headers;
+    if !head_only && part_size > 0 {
+        response.object = Some(ObjectStream {
+            shard,
+            commit,
+            start,
+            end,
+            pin,
+        });
+    }
+    Ok(response)
+}
+
+/// The object's modification time, as stored (milliseconds).
+fn last_modified(commit: &ObjectCommit) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(commit.last_modified_ms).unwrap_or(0))
+}
+
+/// `304 Not Modified` for an object whose GET or HEAD would have sent
+/// `headers`: no body, and only the headers a cache needs to refresh its
+/// copy (see the module doc).
+fn not_modified(headers: &HeaderMap) -> Response {
+    let mut response = Response::new(StatusCode::NOT_MODIFIED);
+    for name in [
+        header::ETAG,
+        header::LAST_MODIFIED,
+        header::CACHE_CONTROL,
+        header::EXPIRES,
+    ] {
+        if let Some(value) = headers.get(&name) {
+            response.headers.insert(name, value.clone());
+        }
+    }
+    response
+}
+
+/// The `response-*` query parameters and the headers they replace.
+const RESPONSE_OVERRIDES: [(&str, HeaderName); 6] = [
+    ("response-content-type", header::CONTENT_TYPE),
+    ("response-content-language", header::CONTENT_LANGUAGE),
+    ("response-expires", header::EXPIRES),
+    ("response-cache-control", header::CACHE_CONTROL),
+    ("response-content-disposition", header::CONTENT_DISPOSITION),
+    ("response-content-encoding", header::CONTENT_ENCODING),
+];
+
+/// The headers the request's `response-*` parameters set, checked to be
+/// valid header values (see the module doc).
+fn response_overrides(request: &S3Request<'_>) -> Result<Vec<(HeaderName, HeaderValue)>, S3Error> {
+    let mut overrides = Vec::new();
+    for (parameter, name) in RESPONSE_OVERRIDES {
+        if let Some(value) = request.query_param(parameter) {
+            overrides.push((name, override_value(parameter, &value)?));
+        }
+    }
+    Ok(overrides)
+}
+
+/// A `response-*` value as the header bytes AWS sends: ISO-8859-1.
+fn override_value(parameter: &'static str, value: &str) -> Result<HeaderValue, S3Error> {
+    let invalid = |message: &str| {
+        s3_error!(InvalidArgument, "{message}")
+            .with_extra("ArgumentName", parameter)
+            .with_extra("ArgumentValue", value)
+    };
+    let latin1: Vec<u8> = value
+        .chars()
+        .map(|char| u8::try_from(u32::from(char)))
+        .collect::<Result<_, _>>()
+        .map_err(|_| invalid("Header value cannot be represented using ISO-8859-1."))?;
+    HeaderValue::from_bytes(&latin1)
+        .map_err(|_| invalid("Header value cannot contain control characters."))
+}
+
 /// The headers every GET and HEAD of the object carries.
 fn object_headers(headers: &mut http::HeaderMap, commit: &ObjectCommit) -> Result<(), S3Error> {
     let text = |value: &str| HeaderValue::from_str(value).map_err(S3Error::internal);
     headers.insert(http::header::ETAG, text(&commit.etag.to_header_value())?);
-    let modified = std::time::UNIX_EPOCH
-        + std::time::Duration::from_millis(u64::try_from(commit.last_modified_ms).unwrap_or(0));
     headers.insert(
         http::header::LAST_MODIFIED,
-        text(&httpdate::fmt_http_date(modified))?,
+        text(&httpdate::fmt_http_date(last_modified(commit)))?,
     );
     headers.insert(
         http::header::ACCEPT_RANGES,
@@ -282,6 +452,52 @@ pub fn parse_range(value: &[u8], size: u64) -> Result<Option<(u64, u64)>, S3Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_overrides_are_sent_as_iso_8859_1() {
+        let value = |text| override_value("response-content-disposition", text);
+        assert_eq!(value("attachment").unwrap(), "attachment");
+        assert_eq!(value("").unwrap(), "");
+        assert_eq!(value("a\tb").unwrap(), "a\tb");
+        // U+00FC is the single byte 0xFC in ISO-8859-1.
+        assert_eq!(
+            value("attachment; filename=\"\u{fc}.txt\"")
+                .unwrap()
+                .as_bytes(),
+            b"attachment; filename=\"\xfc.txt\""
+        );
+        for (text, message) in [
+            (
+                "\u{2019}",
+                "Header value cannot be represented using ISO-8859-1.",
+            ),
+            (
+                "\u{5fae}\u{4fe1}.jpg",
+                "Header value cannot be represented using ISO-8859-1.",
+            ),
+            (
+                "a\r\nx-injected: 1",
+                "Header value cannot contain control characters.",
+            ),
+            ("a\0b", "Header value cannot contain control characters."),
+            ("a\u{7f}", "Header value cannot contain control characters."),
+        ] {
+            let error = value(text).unwrap_err();
+            assert_eq!(
+                error.code,
+                crate::error::S3ErrorCode::InvalidArgument,
+                "{text:?}"
+            );
+            assert_eq!(error.message, message, "{text:?}");
+            assert_eq!(
+                error.extra,
+                [
+                    ("ArgumentName", "response-content-disposition".to_owned()),
+                    ("ArgumentValue", text.to_owned())
+                ]
+            );
+        }
+    }
 
     #[test]
     fn ranges_follow_rfc_9110_and_aws() {

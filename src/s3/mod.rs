@@ -9,9 +9,13 @@
 //! file here, perhaps `xml.rs`, and its test file.
 
 pub mod bucket;
+pub mod checksum;
+pub mod conditions;
+pub mod copy;
 pub mod delete;
 pub mod get;
 pub mod list;
+pub mod multipart;
 pub mod put;
 pub mod router;
 pub mod xml;
@@ -99,15 +103,36 @@ pub async fn dispatch(
         Endpoint::GetBucketLocation => bucket::get_bucket_location(worker, request),
         Endpoint::ListObjects => list::list_objects(worker, request).await,
         Endpoint::ListObjectsV2 => list::list_objects_v2(worker, request).await,
+        Endpoint::CreateMultipartUpload => {
+            multipart::create_multipart_upload(worker, request).await
+        }
+        Endpoint::UploadPart {
+            part_number,
+            upload_id,
+        } => multipart::upload_part(worker, request, body, *part_number, upload_id).await,
+        Endpoint::CompleteMultipartUpload { upload_id } => {
+            multipart::complete_multipart_upload(worker, request, body, upload_id).await
+        }
+        Endpoint::AbortMultipartUpload { upload_id } => {
+            multipart::abort_multipart_upload(worker, request, upload_id).await
+        }
+        Endpoint::ListParts { upload_id } => multipart::list_parts(worker, request, upload_id),
+        Endpoint::ListMultipartUploads => multipart::list_multipart_uploads(worker, request).await,
         Endpoint::PutObject => put::put_object(worker, request, body).await,
         Endpoint::GetObject {
-            part_number: None,
+            part_number,
             version_id: None,
-        } => get::get_object(worker, request, false).await,
+        } => get::get_object(worker, request, false, *part_number).await,
         Endpoint::HeadObject {
-            part_number: None,
+            part_number,
             version_id: None,
-        } => get::get_object(worker, request, true).await,
+        } => get::get_object(worker, request, true, *part_number).await,
+        Endpoint::CopyObject => copy::copy_object(worker, request).await,
+        Endpoint::UploadPartCopy {
+            part_number,
+            upload_id,
+        } => copy::upload_part_copy(worker, request, *part_number, upload_id).await,
+        Endpoint::DeleteObjects => delete::delete_objects(worker, request, body).await,
         Endpoint::DeleteObject { version_id: None } => delete::delete_object(worker, request).await,
         other => Err(s3_error!(
             NotImplemented,

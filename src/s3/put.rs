@@ -22,7 +22,10 @@ use crate::http::body_reader::BodyReader;
 use crate::limits;
 use crate::s3_error;
 use crate::server::worker::Worker;
-use crate::storage::object::{ETag, EXTENT_BYTES_MAX, INLINE_BYTES_MAX, ObjectBody, ObjectCommit};
+use crate::storage::object::{
+    ETag, EXTENT_BYTES_MAX, Extent, INLINE_BYTES_MAX, ObjectBody, ObjectCommit,
+};
+use crate::storage::shard::Shard;
 
 pub async fn put_object(
     worker: &Rc<Worker>,
@@ -49,63 +52,27 @@ pub async fn put_object(
         .with_extra("MaxSizeAllowed", limits::OBJECT_BYTES_MAX.to_string()));
     }
     let content_md5 = content_md5(headers)?;
-    let mut commit = ObjectCommit {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        size,
-        etag: ETag::Md5([0; 16]),
-        last_modified_ms: 0,
-        content_type: header_text(headers, "content-type")?,
-        cache_control: header_text(headers, "cache-control")?,
-        content_disposition: header_text(headers, "content-disposition")?,
-        content_encoding: stored_content_encoding(headers)?,
-        content_language: header_text(headers, "content-language")?,
-        expires: header_text(headers, "expires")?,
-        user_metadata: user_metadata(headers)?,
-        checksums: Vec::new(),
-        body: ObjectBody::Inline(Vec::new()),
-    };
+    let mut commit = object_template(bucket, key, headers)?;
+    commit.size = size;
 
     let shard = worker.shard();
     let mut upload = None;
-    let mut md5 = Md5::new();
-    let mut received = 0_u64;
-    if size <= INLINE_BYTES_MAX as u64 {
+    let digest: [u8; 16] = if size <= INLINE_BYTES_MAX as u64 {
         let data = read_up_to(body, INLINE_BYTES_MAX).await?;
-        md5.update(&data);
-        received = data.len() as u64;
+        let digest = Md5::digest(&data).into();
+        let received = data.len() as u64;
         commit.body = ObjectBody::Inline(data);
+        if received != size {
+            return Err(incomplete_body());
+        }
+        digest
     } else {
         // Until the commit, compaction must leave the extents' segments.
         upload = Some(shard.begin_upload());
-        let mut extents = Vec::new();
-        let mut buffer = vec![0_u8; EXTENT_BYTES_MAX as usize];
-        loop {
-            let filled = fill(body, &mut buffer).await?;
-            if filled == 0 {
-                break;
-            }
-            md5.update(&buffer[..filled]);
-            received += filled as u64;
-            if received > size {
-                break;
-            }
-            extents.push(
-                shard
-                    .append_data(&buffer[..filled])
-                    .await
-                    .map_err(S3Error::internal)?,
-            );
-        }
+        let (extents, digest) = receive_extents(&shard, body, size).await?;
         commit.body = ObjectBody::Extents(extents);
-    }
-    if received != size {
-        return Err(s3_error!(
-            IncompleteBody,
-            "You did not provide the number of bytes specified by the Content-Length HTTP header."
-        ));
-    }
-    let digest: [u8; 16] = md5.finalize().into();
+        digest
+    };
     if let Some(expected) = content_md5
         && expected != digest
     {
@@ -120,6 +87,73 @@ pub async fn put_object(
     drop(upload);
     let etag = HeaderValue::from_str(&commit.etag.to_header_value()).expect("hex is ASCII");
     Ok(Response::new(StatusCode::OK).with_header(http::header::ETAG, etag))
+}
+
+/// The object-to-be of a `PutObject` or `CreateMultipartUpload`: its names,
+/// system headers and user metadata from the request; no body yet.
+pub(super) fn object_template(
+    bucket: &str,
+    key: &str,
+    headers: &HeaderMap,
+) -> Result<ObjectCommit, S3Error> {
+    Ok(ObjectCommit {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        size: 0,
+        etag: ETag::Md5([0; 16]),
+        last_modified_ms: 0,
+        content_type: header_text(headers, "content-type")?,
+        cache_control: header_text(headers, "cache-control")?,
+        content_disposition: header_text(headers, "content-disposition")?,
+        content_encoding: stored_content_encoding(headers)?,
+        content_language: header_text(headers, "content-language")?,
+        expires: header_text(headers, "expires")?,
+        user_metadata: user_metadata(headers)?,
+        checksums: Vec::new(),
+        part_sizes: Vec::new(),
+        body: ObjectBody::Extents(Vec::new()),
+    })
+}
+
+/// Stream exactly `size` body bytes into `Data` extents of the shard (the
+/// caller holds an upload guard); returns them and the MD5 of the bytes.
+pub(super) async fn receive_extents(
+    shard: &Shard,
+    body: &mut BodyReader<'_>,
+    size: u64,
+) -> Result<(Vec<Extent>, [u8; 16]), S3Error> {
+    let mut md5 = Md5::new();
+    let mut received = 0_u64;
+    let mut extents = Vec::new();
+    let mut buffer = vec![0_u8; EXTENT_BYTES_MAX as usize];
+    loop {
+        let filled = fill(body, &mut buffer).await?;
+        if filled == 0 {
+            break;
+        }
+        md5.update(&buffer[..filled]);
+        received += filled as u64;
+        if received > size {
+            break;
+        }
+        extents.push(
+            shard
+                .append_data(&buffer[..filled])
+                .await
+                .map_err(S3Error::internal)?,
+        );
+    }
+    if received != size {
+        return Err(incomplete_body());
+    }
+    Ok((extents, md5.finalize().into()))
+}
+
+fn incomplete_body() -> S3Error {
+    s3_error!(
+        IncompleteBody,
+        "You did not provide the number of bytes specified by the Content-Length HTTP header."
+    )
 }
 
 /// The bucket and key of an object request (the router guarantees both),
@@ -186,7 +220,7 @@ async fn fill(body: &mut BodyReader<'_>, buffer: &mut [u8]) -> Result<usize, S3E
 }
 
 /// `Content-MD5`: the base64 of the body's 16-byte MD5.
-fn content_md5(headers: &HeaderMap) -> Result<Option<[u8; 16]>, S3Error> {
+pub(super) fn content_md5(headers: &HeaderMap) -> Result<Option<[u8; 16]>, S3Error> {
     use base64::Engine as _;
     let Some(value) = headers.get("content-md5") else {
         return Ok(None);
@@ -258,7 +292,7 @@ fn user_metadata(headers: &HeaderMap) -> Result<Vec<(String, String)>, S3Error> 
     Ok(metadata)
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     let elapsed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

@@ -101,8 +101,7 @@ use crate::limits::{BUCKET_NAME_BYTES_MAX, KEY_BYTES_MAX};
 /// Highest part number, exactly as AWS S3 (parts are numbered 1 to 10,000).
 /// `partNumber` outside `1..=PART_NUMBER_MAX` is `InvalidArgument` with
 /// AWS's message.
-// TODO(limits): move to limits.rs as PART_COUNT_MAX once that file is free.
-const PART_NUMBER_MAX: u32 = 10_000;
+const PART_NUMBER_MAX: u32 = crate::limits::PART_COUNT_MAX;
 
 /// The header that turns `PutObject` into `CopyObject` and `UploadPart`
 /// into `UploadPartCopy`.

@@ -205,9 +205,215 @@ pub fn parse_create_bucket_configuration(
     Ok(config)
 }
 
+/// What [`walk`] reports, with the path of element names below the root.
+#[derive(Debug, PartialEq, Eq)]
+pub enum XmlEvent<'a> {
+    /// An element starts.
+    Open(&'a [String]),
+    /// An element without child elements ends; its text, entities
+    /// resolved, white space kept.
+    Leaf(&'a [String], String),
+}
+
+/// The `MalformedXML` error, with AWS's message.
+#[must_use]
+pub fn malformed_xml() -> S3Error {
+    s3_error!(
+        MalformedXML,
+        "The XML you provided was not well-formed or did not validate against our published schema"
+    )
+}
+
+/// Walk a request body whose root element must be `root`, calling `visit`
+/// for each element below it: when it opens, and with its text when it is
+/// a leaf. Namespaces are ignored (AWS accepts the documents with and
+/// without its namespace); text is kept exactly, since keys may begin or
+/// end with white space; entity and character references are resolved.
+/// A body that is not well-formed, has another root, or text outside the
+/// leaves is `MalformedXML`.
+pub fn walk(
+    body: &[u8],
+    root: &str,
+    mut visit: impl FnMut(XmlEvent<'_>) -> Result<(), S3Error>,
+) -> Result<(), S3Error> {
+    let mut reader = quick_xml::Reader::from_reader(body);
+    let mut path: Vec<String> = Vec::new();
+    let mut saw_root = false;
+    let mut text = String::new();
+    // Whether the innermost open element has child elements.
+    let mut has_children = false;
+    let mut buf = Vec::new();
+    loop {
+        let event = reader
+            .read_event_into(&mut buf)
+            .map_err(|_| malformed_xml())?;
+        let is_empty = matches!(event, Event::Empty(_));
+        match event {
+            Event::Start(start) | Event::Empty(start) => {
+                let name = std::str::from_utf8(start.local_name().as_ref())
+                    .map_err(|_| malformed_xml())?
+                    .to_owned();
+                if !saw_root {
+                    if name != root {
+                        return Err(malformed_xml());
+                    }
+                    saw_root = true;
+                    if is_empty {
+                        path.push(name);
+                        path.pop();
+                        continue_after_root(&mut reader)?;
+                        return Ok(());
+                    }
+                    path.push(name);
+                    has_children = false;
+                    text.clear();
+                    continue;
+                }
+                if path.is_empty() {
+                    return Err(malformed_xml());
+                }
+                if !text.trim().is_empty() {
+                    return Err(malformed_xml());
+                }
+                path.push(name);
+                visit(XmlEvent::Open(&path[1..]))?;
+                if is_empty {
+                    visit(XmlEvent::Leaf(&path[1..], String::new()))?;
+                    path.pop();
+                    has_children = true;
+                } else {
+                    has_children = false;
+                }
+                text.clear();
+            }
+            Event::End(_) => {
+                if path.len() > 1 && !has_children {
+                    visit(XmlEvent::Leaf(&path[1..], std::mem::take(&mut text)))?;
+                } else if !text.trim().is_empty() {
+                    return Err(malformed_xml());
+                }
+                text.clear();
+                path.pop();
+                has_children = true;
+                if path.is_empty() {
+                    continue_after_root(&mut reader)?;
+                    return Ok(());
+                }
+            }
+            Event::Text(content) => {
+                if path.is_empty() {
+                    if !content.iter().all(u8::is_ascii_whitespace) {
+                        return Err(malformed_xml());
+                    }
+                } else {
+                    text.push_str(&content.decode().map_err(|_| malformed_xml())?);
+                }
+            }
+            Event::CData(content) => {
+                text.push_str(&content.decode().map_err(|_| malformed_xml())?);
+            }
+            Event::GeneralRef(reference) => {
+                if let Some(ch) = reference.resolve_char_ref().map_err(|_| malformed_xml())? {
+                    text.push(ch);
+                } else {
+                    let name = reference.decode().map_err(|_| malformed_xml())?;
+                    text.push(match name.as_ref() {
+                        "lt" => '<',
+                        "gt" => '>',
+                        "amp" => '&',
+                        "apos" => '\'',
+                        "quot" => '"',
+                        _ => return Err(malformed_xml()),
+                    });
+                }
+            }
+            Event::Eof => return Err(malformed_xml()),
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
+        }
+        buf.clear();
+    }
+}
+
+/// After the root element ends, only white space, comments and processing
+/// instructions may follow.
+fn continue_after_root(reader: &mut quick_xml::Reader<&[u8]>) -> Result<(), S3Error> {
+    let mut buf = Vec::new();
+    loop {
+        match reader
+            .read_event_into(&mut buf)
+            .map_err(|_| malformed_xml())?
+        {
+            Event::Eof => return Ok(()),
+            Event::Text(content) if content.iter().all(u8::is_ascii_whitespace) => {}
+            Event::Comment(_) | Event::PI(_) => {}
+            _ => return Err(malformed_xml()),
+        }
+        buf.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn leaves(body: &[u8], root: &str) -> Result<Vec<String>, S3Error> {
+        let mut out = Vec::new();
+        walk(body, root, |event| {
+            match event {
+                XmlEvent::Open(path) => out.push(format!("open {}", path.join("/"))),
+                XmlEvent::Leaf(path, text) => out.push(format!("{}={text}", path.join("/"))),
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn walk_reports_leaves_with_exact_text() {
+        let body = br#"<?xml version="1.0"?>
+            <Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+              <Object><Key> a&amp;b &#13;&#x41;&quot;&apos;&lt;&gt; </Key></Object>
+              <Object><Key><![CDATA[c<d]]></Key><VersionId/></Object>
+              <Quiet>true</Quiet>
+            </Delete>"#;
+        assert_eq!(
+            leaves(body, "Delete").unwrap(),
+            [
+                "open Object",
+                "open Object/Key",
+                "Object/Key= a&b \rA\"'<> ",
+                "open Object",
+                "open Object/Key",
+                "Object/Key=c<d",
+                "open Object/VersionId",
+                "Object/VersionId=",
+                "open Quiet",
+                "Quiet=true",
+            ]
+        );
+        assert_eq!(
+            leaves(b"<Delete/>", "Delete").unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn walk_refuses_what_is_not_one_document() {
+        for body in [
+            &b""[..],
+            b"not xml",
+            b"<Other/>",
+            b"<Delete>",
+            b"<Delete></Other>",
+            b"<Delete/><Delete/>",
+            b"<Delete>text<Object/></Delete>",
+            b"<Delete><Object>x<Key>k</Key></Object></Delete>",
+            b"<Delete><Key>&unknown;</Key></Delete>",
+            b"<Delete></Delete>trailing",
+        ] {
+            assert!(leaves(body, "Delete").is_err(), "{body:?}");
+        }
+    }
 
     #[test]
     fn escape_covers_markup_and_control_characters() {

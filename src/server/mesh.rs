@@ -26,8 +26,12 @@ use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
 use super::metrics::MetricsSnapshot;
+use crate::s3::copy::SourceRead;
 use crate::storage::catalog::Catalog;
+use crate::storage::location::Location;
+use crate::storage::object::{Extent, ObjectCommit};
 use crate::storage::shard::listing::{ListPage, ListQuery};
+use crate::storage::shard::uploads::{UploadListed, UploadQuery};
 
 /// What a core asks another core to do.
 #[derive(Debug)]
@@ -50,6 +54,27 @@ pub enum Request {
     BucketIsEmpty { name: String },
     /// This core's next entries of a listing (`storage::shard::listing`).
     ListPage(Box<ListQuery>),
+    /// Delete these keys of a bucket (`DeleteObjects`, this core's share).
+    DeleteKeys {
+        bucket: String,
+        keys: Vec<String>,
+        deleted_ms: i64,
+    },
+    /// The live version of a copy source this core owns: its seq, commit
+    /// location and commit.
+    SourceHead { bucket: String, key: String },
+    /// One piece of a copy source's extent, if its live version's commit
+    /// is still at `location`.
+    SourceRead {
+        bucket: String,
+        key: String,
+        location: Location,
+        extent: Extent,
+        from: u32,
+        len: u32,
+    },
+    /// This core's uploads of a `ListMultipartUploads` page.
+    ListUploads(Box<UploadQuery>),
     /// A connection whose next request is for an object this core owns:
     /// its socket (a `dup` of the accepting core's) and the bytes already
     /// read from it, starting with that request's head (DESIGN.md,
@@ -73,6 +98,10 @@ pub enum BucketChange {
     Failed,
 }
 
+/// The answer to [`Request::SourceHead`]: `(seq, commit location, commit)`
+/// of the live version, `None` when there is none.
+pub type SourceHeadReply = Result<Option<(u64, Location, Box<ObjectCommit>)>, String>;
+
 /// A core's answer to a [`Request`].
 #[derive(Debug)]
 pub enum Reply {
@@ -81,6 +110,11 @@ pub enum Reply {
     Metrics(Box<MetricsSnapshot>),
     Bucket(BucketChange),
     ListPage(ListPage),
+    Uploads(Vec<UploadListed>),
+    SourceHead(SourceHeadReply),
+    SourceRead(SourceRead),
+    /// One result per key of a `DeleteKeys`, in order.
+    Deleted(Vec<Result<(), String>>),
 }
 
 /// What travels on a mesh channel.

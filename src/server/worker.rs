@@ -271,6 +271,36 @@ impl super::mesh::Handler for Worker {
                 }
                 Request::BucketIsEmpty { name } => Reply::Bool(self.shard().bucket_is_empty(&name)),
                 Request::ListPage(query) => Reply::ListPage(self.shard().list(&query)),
+                Request::DeleteKeys {
+                    bucket,
+                    keys,
+                    deleted_ms,
+                } => Reply::Deleted(
+                    crate::s3::delete::delete_keys(self.shard(), bucket, keys, deleted_ms).await,
+                ),
+                Request::SourceHead { bucket, key } => Reply::SourceHead(
+                    crate::s3::copy::source_head(&self.shard(), &bucket, &key).await,
+                ),
+                Request::SourceRead {
+                    bucket,
+                    key,
+                    location,
+                    extent,
+                    from,
+                    len,
+                } => Reply::SourceRead(
+                    crate::s3::copy::source_read(
+                        &self.shard(),
+                        &bucket,
+                        &key,
+                        location,
+                        extent,
+                        from,
+                        len,
+                    )
+                    .await,
+                ),
+                Request::ListUploads(query) => Reply::Uploads(self.shard().list_uploads(&query)),
                 Request::AdoptConnection { fd, buffered } => {
                     self.adopt_connection();
                     let worker = self.clone();

@@ -17,3 +17,4 @@ pub mod object;
 pub mod record;
 pub mod segment;
 pub mod shard;
+pub mod upload;

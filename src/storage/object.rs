@@ -101,7 +101,7 @@ const ETAG_MULTIPART: u8 = 2;
 const BODY_INLINE: u8 = 1;
 const BODY_EXTENTS: u8 = 2;
 const HEADER_COUNT: usize = 6;
-const EXTENT_BYTES: usize = 4 + 8 + 4 + 4;
+pub(super) const EXTENT_BYTES: usize = 4 + 8 + 4 + 4;
 
 const _: () = assert!(INLINE_BYTES_MAX <= limits::CONNECTION_READ_BUFFER_BYTES);
 const _: () = assert!(
@@ -119,6 +119,7 @@ const _: () = assert!(
         + HEADER_COUNT * (2 + HEADER_VALUE_BYTES_MAX)
         + 4 * limits::USER_METADATA_BYTES_MAX
         + CHECKSUM_COUNT_MAX * 34
+        + limits::PART_COUNT_MAX as usize * 8
         + EXTENT_COUNT_MAX * EXTENT_BYTES
         <= record::RECORD_PAYLOAD_BYTES_MAX as usize
 );
@@ -248,6 +249,9 @@ pub struct ObjectCommit {
     /// `x-amz-meta-*` pairs, names without the prefix, in request order.
     pub user_metadata: Vec<(String, String)>,
     pub checksums: Vec<Checksum>,
+    /// The size of each part of a multipart object, in order (what
+    /// `partNumber` reads address); empty for any other object.
+    pub part_sizes: Vec<u64>,
     pub body: ObjectBody,
 }
 
@@ -339,10 +343,21 @@ impl ObjectCommit {
             }
             ETag::Multipart { digest, part_count } => {
                 assert!(part_count > 0, "a multipart object has parts");
+                assert_eq!(self.part_sizes.len(), usize::from(part_count));
+                assert_eq!(self.part_sizes.iter().sum::<u64>(), self.size);
                 out.push(ETAG_MULTIPART);
                 out.extend_from_slice(&digest);
                 out.extend_from_slice(&part_count.to_le_bytes());
+                for part_size in &self.part_sizes {
+                    out.extend_from_slice(&part_size.to_le_bytes());
+                }
             }
+        }
+        if matches!(self.etag, ETag::Md5(_)) {
+            assert!(
+                self.part_sizes.is_empty(),
+                "only multipart objects have parts"
+            );
         }
         out.extend_from_slice(&self.last_modified_ms.to_le_bytes());
         let headers = self.headers();
@@ -422,13 +437,29 @@ impl ObjectCommit {
         let bucket = reader.name(limits::BUCKET_NAME_BYTES_MAX, "bucket name too long")?;
         let key = reader.name(limits::KEY_BYTES_MAX, "key too long")?;
         let size = reader.u64()?;
+        let mut part_sizes = Vec::new();
         let etag = match reader.u8()? {
             ETAG_MD5 => ETag::Md5(reader.array()?),
             ETAG_MULTIPART => {
                 let digest = reader.array()?;
                 let part_count = reader.u16()?;
-                if part_count == 0 {
-                    return Err(error("multipart ETag without parts"));
+                if part_count == 0 || u32::from(part_count) > limits::PART_COUNT_MAX {
+                    return Err(error("multipart ETag part count out of range"));
+                }
+                if usize::from(part_count) > reader.bytes.len() / 8 {
+                    return Err(error("part count past the payload"));
+                }
+                part_sizes.reserve(usize::from(part_count));
+                let mut total: u64 = 0;
+                for _ in 0..part_count {
+                    let part_size = reader.u64()?;
+                    total = total
+                        .checked_add(part_size)
+                        .ok_or(error("part sizes overflow"))?;
+                    part_sizes.push(part_size);
+                }
+                if total != size {
+                    return Err(error("part sizes do not add up to the object size"));
                 }
                 ETag::Multipart { digest, part_count }
             }
@@ -498,6 +529,7 @@ impl ObjectCommit {
             expires,
             user_metadata,
             checksums,
+            part_sizes,
             body,
         })
     }
@@ -574,7 +606,7 @@ impl Relocation {
 }
 
 /// The body of a commit, which must hold exactly `size` bytes.
-fn decode_body(reader: &mut Reader<'_>, size: u64) -> Result<ObjectBody, DecodeError> {
+pub(super) fn decode_body(reader: &mut Reader<'_>, size: u64) -> Result<ObjectBody, DecodeError> {
     let body = match reader.u8()? {
         BODY_INLINE => {
             let len = reader.u32()? as usize;
@@ -624,7 +656,7 @@ fn decode_body(reader: &mut Reader<'_>, size: u64) -> Result<ObjectBody, DecodeE
 
 /// An extent frames exactly its data: a `Data` record of `data_len` bytes
 /// has exactly `location.len` bytes on disk, at an aligned offset.
-fn extent_is_valid(extent: &Extent) -> bool {
+pub(super) fn extent_is_valid(extent: &Extent) -> bool {
     extent.data_len <= EXTENT_BYTES_MAX
         && extent.location.len == record::record_len(extent.data_len)
         && extent
@@ -641,23 +673,23 @@ fn user_metadata_len(metadata: &[(String, String)]) -> usize {
         .sum()
 }
 
-fn push_name(out: &mut Vec<u8>, text: &str, max: usize) {
+pub(super) fn push_name(out: &mut Vec<u8>, text: &str, max: usize) {
     assert!(text.len() <= max, "string past its limit");
     let len = u16::try_from(text.len()).expect("limits fit u16");
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(text.as_bytes());
 }
 
-fn error(what: &'static str) -> DecodeError {
+pub(super) fn error(what: &'static str) -> DecodeError {
     DecodeError { what }
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
+pub(super) struct Reader<'a> {
+    pub(super) bytes: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
+    pub(super) fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
         if self.bytes.len() < len {
             return Err(error("field past the end of the payload"));
         }
@@ -665,25 +697,25 @@ impl<'a> Reader<'a> {
         self.bytes = rest;
         Ok(head)
     }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+    pub(super) fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         Ok(self.take(N)?.try_into().expect("take returned N bytes"))
     }
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(super) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.array::<1>()?[0])
     }
-    fn u16(&mut self) -> Result<u16, DecodeError> {
+    pub(super) fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_le_bytes(self.array()?))
     }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
+    pub(super) fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(self.array()?))
     }
-    fn u64(&mut self) -> Result<u64, DecodeError> {
+    pub(super) fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.array()?))
     }
-    fn i64(&mut self) -> Result<i64, DecodeError> {
+    pub(super) fn i64(&mut self) -> Result<i64, DecodeError> {
         Ok(i64::from_le_bytes(self.array()?))
     }
-    fn layout(&mut self) -> Result<(), DecodeError> {
+    pub(super) fn layout(&mut self) -> Result<(), DecodeError> {
         if self.u8()? == LAYOUT {
             Ok(())
         } else {
@@ -691,7 +723,11 @@ impl<'a> Reader<'a> {
         }
     }
     /// A `str16` of at most `max` bytes.
-    fn name(&mut self, max: usize, too_long: &'static str) -> Result<String, DecodeError> {
+    pub(super) fn name(
+        &mut self,
+        max: usize,
+        too_long: &'static str,
+    ) -> Result<String, DecodeError> {
         let len = usize::from(self.u16()?);
         if len > max {
             return Err(error(too_long));
@@ -701,7 +737,7 @@ impl<'a> Reader<'a> {
             .map(str::to_owned)
             .map_err(|_| error("string is not UTF-8"))
     }
-    fn finish(&self) -> Result<(), DecodeError> {
+    pub(super) fn finish(&self) -> Result<(), DecodeError> {
         if self.bytes.is_empty() {
             Ok(())
         } else {
@@ -759,6 +795,7 @@ mod tests {
                     value: vec![7; 32],
                 },
             ],
+            part_sizes: vec![u64::from(EXTENT_BYTES_MAX), u64::from(EXTENT_BYTES_MAX), 5],
             body: ObjectBody::Extents(vec![
                 extent(1, 0, EXTENT_BYTES_MAX),
                 extent(
@@ -786,6 +823,7 @@ mod tests {
             expires: None,
             user_metadata: Vec::new(),
             checksums: Vec::new(),
+            part_sizes: Vec::new(),
             body: ObjectBody::Inline(data.to_vec()),
         }
     }
@@ -898,9 +936,21 @@ mod tests {
             ObjectCommit::decode(&bytes),
             Err(error("extent does not frame its data"))
         );
-        // The size field disagreeing with the extents.
-        let mut bytes = full_commit().encode();
+        // The size field disagreeing with the parts, and (for a commit
+        // that is not multipart) with the extents.
         let size_at = 1 + 2 + "backups-2026".len() + 2 + full_commit().key.len();
+        let mut bytes = full_commit().encode();
+        bytes[size_at] ^= 1;
+        assert_eq!(
+            ObjectCommit::decode(&bytes),
+            Err(error("part sizes do not add up to the object size"))
+        );
+        let single = ObjectCommit {
+            etag: ETag::Md5([1; 16]),
+            part_sizes: Vec::new(),
+            ..full_commit()
+        };
+        let mut bytes = single.encode();
         bytes[size_at] ^= 1;
         assert_eq!(
             ObjectCommit::decode(&bytes),

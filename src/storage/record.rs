@@ -115,8 +115,13 @@ pub enum Kind {
     /// Compaction moved a version (a commit or a tombstone) forward
     /// (`object::Relocation`): the same version, at a new place.
     Relocate = 5,
-    // 6..=15 are reserved for the multipart records (upload created, part,
-    // upload completed, upload aborted) and later kinds.
+    /// A multipart upload begins (`upload::UploadCreate`).
+    UploadCreate = 6,
+    /// A part of a multipart upload is stored (`upload::UploadPart`).
+    UploadPart = 7,
+    /// A multipart upload is completed or aborted (`upload::UploadEnd`).
+    UploadEnd = 8,
+    // 9..=15 are reserved for later kinds.
 }
 
 impl Kind {
@@ -128,6 +133,9 @@ impl Kind {
             3 => Some(Kind::Tombstone),
             4 => Some(Kind::Padding),
             5 => Some(Kind::Relocate),
+            6 => Some(Kind::UploadCreate),
+            7 => Some(Kind::UploadPart),
+            8 => Some(Kind::UploadEnd),
             _ => None,
         }
     }
@@ -135,7 +143,13 @@ impl Kind {
     fn flags_allowed(self) -> u16 {
         match self {
             Kind::Padding => FLAG_SEAL,
-            Kind::Data | Kind::Commit | Kind::Tombstone | Kind::Relocate => 0,
+            Kind::Data
+            | Kind::Commit
+            | Kind::Tombstone
+            | Kind::Relocate
+            | Kind::UploadCreate
+            | Kind::UploadPart
+            | Kind::UploadEnd => 0,
         }
     }
 }
@@ -334,6 +348,9 @@ mod tests {
                 Kind::Tombstone,
                 Kind::Padding,
                 Kind::Relocate,
+                Kind::UploadCreate,
+                Kind::UploadPart,
+                Kind::UploadEnd,
             ] {
                 let payload = payload(len);
                 let mut bytes = Vec::new();
@@ -473,7 +490,7 @@ mod tests {
     fn reserved_kinds_and_flags_are_rejected() {
         let mut bytes = Vec::new();
         encode_into(&mut bytes, &header(Kind::Data), b"abc");
-        for kind in [0_u8, 6, 15, 255] {
+        for kind in [0_u8, 9, 15, 255] {
             let mut damaged = bytes.clone();
             damaged[KIND_AT] = kind;
             assert_eq!(

@@ -54,6 +54,7 @@ use std::rc::Rc;
 
 mod compaction;
 pub mod listing;
+pub mod uploads;
 
 pub use compaction::{COMPACTION_LIVE_PERCENT_MAX, CompactionStats};
 
@@ -146,6 +147,8 @@ pub struct Shard {
     /// (see [`UploadGuard`]).
     uploads: Rc<RefCell<BTreeMap<SegmentId, u32>>>,
     compaction: compaction::State,
+    /// Multipart uploads in progress (see `uploads`).
+    multipart: RefCell<uploads::Uploads>,
 }
 
 /// Keeps the segments an object's records are in from being deleted by
@@ -199,6 +202,8 @@ impl Shard {
         std::fs::create_dir_all(dir.join("index")).map_err(ShardError::Io)?;
         segment::open_marker(dir).await.map_err(ShardError::Io)?;
         let (mut index, checkpoint) = Index::open(&dir.join("index"))?;
+        let mut multipart = uploads::load_snapshot(dir, checkpoint.position)?;
+        uploads::remove_other_snapshots(dir, checkpoint.position).map_err(ShardError::Io)?;
         let segment_dir = DmaSegmentDir::new(dir);
         let mut segments = list_segments(dir).map_err(ShardError::Io)?;
         segments.retain(|&id| id >= checkpoint.position.segment);
@@ -238,6 +243,7 @@ impl Shard {
                 let scan_end = segment::scan(&file, id, from, role, |record| {
                     if let Err(error) = replay(
                         &mut index,
+                        &mut multipart,
                         record.location,
                         record.kind,
                         record.seq,
@@ -289,6 +295,7 @@ impl Shard {
             pins: Rc::new(RefCell::new(BTreeMap::new())),
             uploads: Rc::new(RefCell::new(BTreeMap::new())),
             compaction: compaction::State::new(options.segment_bytes_max),
+            multipart: RefCell::new(multipart),
         })
     }
 
@@ -342,6 +349,11 @@ impl Shard {
         }
     }
 
+    /// Whether a multipart upload in progress has records in `segment`.
+    fn multipart_holds(&self, segment: SegmentId) -> bool {
+        self.multipart.borrow().holds(segment)
+    }
+
     /// Whether an upload in progress may have extents in `segment`.
     fn upload_may_use(&self, segment: SegmentId) -> bool {
         self.uploads.borrow().range(..=segment).next().is_some()
@@ -350,6 +362,7 @@ impl Shard {
     #[must_use]
     pub fn bucket_is_empty(&self, bucket: &str) -> bool {
         self.index.borrow().bucket_is_empty(bucket)
+            && !self.multipart.borrow().bucket_has_uploads(bucket)
     }
 
     /// Append one extent of object bytes (at most `object::EXTENT_BYTES_MAX`).
@@ -562,10 +575,23 @@ impl Shard {
     async fn flush_index(&self) -> Result<(), ShardError> {
         let checkpoint = self.durable_checkpoint().await?;
         let job = self.index.borrow_mut().start_flush(checkpoint)?;
+        // The uploads as of the same instant, written before the manifest
+        // commits the checkpoint (see `uploads`).
+        let snapshot = self.multipart.borrow().encode_snapshot();
+        let dir = self.dir.clone();
         let outcome = glommio::executor()
-            .spawn_blocking(move || job.execute())
+            .spawn_blocking(move || {
+                uploads::write_snapshot(&dir, checkpoint.position, &snapshot)
+                    .map_err(super::index::IndexError::Io)?;
+                job.execute()
+            })
             .await;
-        Ok(self.index.borrow_mut().finish_flush(outcome)?)
+        self.index.borrow_mut().finish_flush(outcome)?;
+        if let Err(error) = uploads::remove_other_snapshots(&self.dir, checkpoint.position) {
+            // Harmless: the next flush or start removes them.
+            tracing::warn!(%error, "cannot remove old upload snapshots");
+        }
+        Ok(())
     }
 
     async fn merge_index(&self) -> Result<(), ShardError> {
@@ -669,6 +695,7 @@ pub fn object_index_value(location: Location, commit: &ObjectCommit) -> IndexVal
 /// Apply one replayed record to the index.
 fn replay(
     index: &mut Index,
+    multipart: &mut uploads::Uploads,
     location: Location,
     kind: Kind,
     seq: u64,
@@ -714,7 +741,12 @@ fn replay(
                 },
             );
         }
-        _ => {}
+        Kind::UploadCreate | Kind::UploadPart | Kind::UploadEnd => {
+            multipart
+                .replay(kind, location.segment, payload)
+                .map_err(|what| ShardError::Decode { location, what })?;
+        }
+        Kind::Data | Kind::Padding => {}
     }
     Ok(())
 }

@@ -328,6 +328,10 @@ impl Shard {
             if segment >= active || state.damaged.borrow().contains(&segment) {
                 continue;
             }
+            if self.multipart_holds(segment) {
+                // Left until the upload ends; no retry until then.
+                continue;
+            }
             if self.upload_may_use(segment) {
                 state.retry.set(true);
                 continue;
@@ -451,7 +455,11 @@ impl Shard {
             .referenced_late
             .borrow_mut()
             .remove(&segment);
-        if !mover.complete || referenced || self.upload_may_use(segment) {
+        if !mover.complete
+            || referenced
+            || self.upload_may_use(segment)
+            || self.multipart_holds(segment)
+        {
             return Ok(false);
         }
 
@@ -793,7 +801,11 @@ fn found_version(
                 relocation.version,
             )
         }
-        Kind::Data | Kind::Padding => None,
+        // Multipart records are not versions: the segments that hold
+        // those of uploads in progress are not emptied (see `Shard::uploads`).
+        Kind::Data | Kind::Padding | Kind::UploadCreate | Kind::UploadPart | Kind::UploadEnd => {
+            None
+        }
     })
 }
 
@@ -861,6 +873,7 @@ mod tests {
             expires: None,
             user_metadata: Vec::new(),
             checksums: Vec::new(),
+            part_sizes: Vec::new(),
             body,
         }
     }

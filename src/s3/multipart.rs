@@ -1,0 +1,697 @@
+//! Multipart uploads: `CreateMultipartUpload`, `UploadPart`,
+//! `CompleteMultipartUpload`, `AbortMultipartUpload`, `ListParts` and
+//! `ListMultipartUploads` (`UploadPartCopy` is in `copy`).
+//!
+//! An upload lives on the shard that owns its key, like the object it
+//! becomes (`storage::shard::uploads` keeps it durable across restarts).
+//! A part's body streams into `Data` extents as a `PutObject` body does;
+//! completion writes one commit record that names the parts' extents where
+//! they are, so no byte is copied. The object's `ETag` is the MD5 of the
+//! concatenated binary MD5s of the parts named in the completion, then
+//! `-<count>`, as AWS computes it.
+//!
+//! Upload ids are 32 hex digits: the creation time in microseconds, then
+//! random bits. They sort by creation time, which is the order AWS lists
+//! one key's uploads in.
+//!
+//! - <https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateMultipartUpload.html>
+//! - <https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html>
+//! - <https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListMultipartUploads.html>
+
+use std::fmt::Write as _;
+use std::rc::Rc;
+
+use http::{HeaderValue, StatusCode};
+use md5::{Digest as _, Md5};
+
+use super::list::url_encode;
+use super::put::{content_md5, now_ms, object_names, object_template, receive_extents};
+use super::xml::{self, XmlEvent, element, malformed_xml};
+use super::{Response, S3Request};
+use crate::error::S3Error;
+use crate::http::body_reader::BodyReader;
+use crate::limits;
+use crate::s3_error;
+use crate::server::mesh::{Reply, Request};
+use crate::server::worker::Worker;
+use crate::storage::object::{ETag, EXTENT_COUNT_MAX, Extent, ObjectBody};
+use crate::storage::shard::uploads::{Completed, Upload, UploadError, UploadListed, UploadQuery};
+use crate::storage::upload::{UploadCreate, UploadEnd, UploadOutcome, UploadPart};
+
+/// `NoSuchUpload`, as AWS words it.
+#[must_use]
+pub fn no_such_upload(upload_id: &str) -> S3Error {
+    s3_error!(
+        NoSuchUpload,
+        "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+    )
+    .with_extra("UploadId", upload_id)
+}
+
+fn check_bucket(worker: &Worker, bucket: &str) -> Result<(), S3Error> {
+    if worker.catalog().buckets.contains_key(bucket) {
+        Ok(())
+    } else {
+        Err(super::bucket::no_such_bucket(bucket))
+    }
+}
+
+/// A new upload id: creation time in microseconds, then 64 random bits.
+fn new_upload_id() -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros();
+    let mut random = [0_u8; 8];
+    getrandom::fill(&mut random).expect("the OS random source works");
+    format!(
+        "{:016x}{}",
+        u64::try_from(micros).unwrap_or(u64::MAX),
+        hex::encode(random)
+    )
+}
+
+pub async fn create_multipart_upload(
+    worker: &Rc<Worker>,
+    request: &S3Request<'_>,
+) -> Result<Response, S3Error> {
+    let (bucket, key) = object_names(worker, request)?;
+    check_bucket(worker, bucket)?;
+    let template = object_template(bucket, key, &request.head.headers)?;
+    let create = UploadCreate {
+        upload_id: new_upload_id(),
+        initiated_ms: now_ms(),
+        template,
+    };
+    worker
+        .shard()
+        .create_upload(create.clone())
+        .await
+        .map_err(S3Error::internal)?;
+    let mut out = String::with_capacity(512);
+    out.push_str(xml::XML_DECLARATION);
+    out.push_str("<InitiateMultipartUploadResult xmlns=\"");
+    out.push_str(xml::S3_NAMESPACE);
+    out.push_str("\">");
+    element(&mut out, "Bucket", bucket);
+    element(&mut out, "Key", key);
+    element(&mut out, "UploadId", &create.upload_id);
+    out.push_str("</InitiateMultipartUploadResult>");
+    Ok(Response::xml(out))
+}
+
+pub async fn upload_part(
+    worker: &Rc<Worker>,
+    request: &S3Request<'_>,
+    body: &mut BodyReader<'_>,
+    part_number: u32,
+    upload_id: &str,
+) -> Result<Response, S3Error> {
+    let (bucket, key) = object_names(worker, request)?;
+    check_bucket(worker, bucket)?;
+    let shard = worker.shard();
+    if shard.upload(bucket, key, upload_id).is_none() {
+        return Err(no_such_upload(upload_id));
+    }
+    let size = body.declared_len().ok_or_else(|| {
+        s3_error!(
+            MissingContentLength,
+            "You must provide the Content-Length HTTP header."
+        )
+    })?;
+    if size > limits::PART_BYTES_MAX {
+        return Err(s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed size"
+        )
+        .with_extra("ProposedSize", size.to_string())
+        .with_extra("MaxSizeAllowed", limits::PART_BYTES_MAX.to_string()));
+    }
+    let content_md5 = content_md5(&request.head.headers)?;
+    let guard = shard.begin_upload();
+    let (extents, md5) = receive_extents(&shard, body, size).await?;
+    if let Some(expected) = content_md5
+        && expected != md5
+    {
+        return Err(s3_error!(
+            BadDigest,
+            "The Content-MD5 you specified did not match what we received."
+        ));
+    }
+    let part = UploadPart {
+        upload_id: upload_id.to_owned(),
+        part_number: u16::try_from(part_number).expect("the router checks part numbers"),
+        size,
+        md5,
+        last_modified_ms: now_ms(),
+        extents,
+    };
+    store_part(worker, part).await?;
+    drop(guard);
+    let etag = HeaderValue::from_str(&ETag::Md5(md5).to_header_value()).expect("hex is ASCII");
+    Ok(Response::new(StatusCode::OK).with_header(http::header::ETAG, etag))
+}
+
+/// Store a part on this core's shard (the caller holds an upload guard
+/// until it returns).
+pub async fn store_part(worker: &Rc<Worker>, part: UploadPart) -> Result<(), S3Error> {
+    let upload_id = part.upload_id.clone();
+    match worker.shard().store_part(part).await {
+        Ok(()) => Ok(()),
+        Err(UploadError::NoSuchUpload) => Err(no_such_upload(&upload_id)),
+        Err(UploadError::Storage(error)) => Err(S3Error::internal(error)),
+    }
+}
+
+/// One `<Part>` of a `CompleteMultipartUpload` body.
+#[derive(Debug, Default)]
+struct RequestedPart {
+    number: Option<u32>,
+    etag: Option<String>,
+}
+
+fn parse_complete(body: &[u8]) -> Result<Vec<RequestedPart>, S3Error> {
+    let mut parts: Vec<RequestedPart> = Vec::new();
+    xml::walk(body, "CompleteMultipartUpload", |event| {
+        match event {
+            XmlEvent::Open(path) if path == ["Part"] => parts.push(RequestedPart::default()),
+            XmlEvent::Leaf(path, text) if path.len() == 2 && path[0] == "Part" => {
+                let part = parts.last_mut().expect("opened");
+                match path[1].as_str() {
+                    "PartNumber" => {
+                        part.number = Some(text.trim().parse().map_err(|_| malformed_xml())?);
+                    }
+                    "ETag" => part.etag = Some(text),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if parts.is_empty()
+        || parts
+            .iter()
+            .any(|part| part.number.is_none() || part.etag.is_none())
+    {
+        return Err(malformed_xml());
+    }
+    Ok(parts)
+}
+
+/// An `ETag` as clients send it back, quotes or not.
+fn bare_etag(etag: &str) -> &str {
+    let etag = etag.trim();
+    etag.strip_prefix('"')
+        .and_then(|inner| inner.strip_suffix('"'))
+        .unwrap_or(etag)
+}
+
+pub async fn complete_multipart_upload(
+    worker: &Rc<Worker>,
+    request: &S3Request<'_>,
+    body: &mut BodyReader<'_>,
+    upload_id: &str,
+) -> Result<Response, S3Error> {
+    let (bucket, key) = object_names(worker, request)?;
+    check_bucket(worker, bucket)?;
+    let shard = worker.shard();
+    let body = body.read_to_vec(limits::XML_BODY_BYTES_MAX).await?;
+    let requested = parse_complete(&body)?;
+    let completed_before = |shard: &crate::storage::shard::Shard| {
+        shard
+            .uploads()
+            .completed(upload_id)
+            .filter(|done| done.bucket == bucket && done.key == key)
+            .cloned()
+    };
+    let Some(guard) = (match shard.upload(bucket, key, upload_id) {
+        Some(_) => shard.begin_ending(upload_id).await,
+        None => None,
+    }) else {
+        // Completed already (a client retrying a completion whose answer
+        // it lost gets the same answer), or unknown.
+        return match completed_before(&shard) {
+            Some(done) => Ok(complete_result(request, &done)),
+            None => Err(no_such_upload(upload_id)),
+        };
+    };
+    let Some(upload) = shard.upload(bucket, key, upload_id) else {
+        return Err(no_such_upload(upload_id));
+    };
+
+    let (etag, part_sizes, extents) = assemble(&upload, &requested, upload_id)?;
+    let size = part_sizes.iter().sum();
+    let mut commit = upload.create.template.clone();
+    commit.size = size;
+    commit.etag = etag;
+    commit.last_modified_ms = now_ms();
+    commit.part_sizes = part_sizes;
+    commit.body = ObjectBody::Extents(extents);
+    let end = UploadEnd {
+        upload_id: upload_id.to_owned(),
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        ended_ms: commit.last_modified_ms,
+        outcome: UploadOutcome::Completed { etag },
+    };
+    shard
+        .end_upload(guard, Some(&commit), &end)
+        .await
+        .map_err(S3Error::internal)?;
+    Ok(complete_result(
+        request,
+        &Completed {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            etag,
+        },
+    ))
+}
+
+/// The object the parts named by a completion make: its `ETag`, part sizes
+/// and extents, after AWS's checks of the list.
+fn assemble(
+    upload: &Upload,
+    requested: &[RequestedPart],
+    upload_id: &str,
+) -> Result<(ETag, Vec<u64>, Vec<Extent>), S3Error> {
+    let mut previous: Option<u32> = None;
+    let mut md5s = Md5::new();
+    let mut extents = Vec::new();
+    let mut part_sizes = Vec::with_capacity(requested.len());
+    let last_index = requested.len() - 1;
+    for (index, wanted) in requested.iter().enumerate() {
+        let number = wanted.number.expect("parsed");
+        if previous.is_some_and(|previous| number <= previous) {
+            return Err(s3_error!(
+                InvalidPartOrder,
+                "The list of parts was not in ascending order. Parts must be ordered by part number."
+            )
+            .with_extra("UploadId", upload_id));
+        }
+        previous = Some(number);
+        let wanted_etag = wanted.etag.as_deref().expect("parsed");
+        let stored = u16::try_from(number)
+            .ok()
+            .and_then(|number| upload.parts.get(&number))
+            .map(|(part, _)| part)
+            .filter(|part| hex::encode(part.md5) == bare_etag(wanted_etag).to_ascii_lowercase());
+        let Some(part) = stored else {
+            return Err(s3_error!(
+                InvalidPart,
+                "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."
+            )
+            .with_extra("UploadId", upload_id)
+            .with_extra("PartNumber", number.to_string())
+            .with_extra("ETag", wanted_etag));
+        };
+        if index != last_index && part.size < limits::PART_BYTES_MIN {
+            return Err(s3_error!(
+                EntityTooSmall,
+                "Your proposed upload is smaller than the minimum allowed object size."
+            )
+            .with_extra("UploadId", upload_id)
+            .with_extra("PartNumber", number.to_string())
+            .with_extra("ProposedSize", part.size.to_string())
+            .with_extra("MinSizeAllowed", limits::PART_BYTES_MIN.to_string()));
+        }
+        md5s.update(part.md5);
+        extents.extend_from_slice(&part.extents);
+        part_sizes.push(part.size);
+    }
+    let size: u64 = part_sizes.iter().sum();
+    if size > limits::MULTIPART_OBJECT_BYTES_MAX || extents.len() > EXTENT_COUNT_MAX {
+        return Err(s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed size"
+        )
+        .with_extra("ProposedSize", size.to_string())
+        .with_extra(
+            "MaxSizeAllowed",
+            limits::MULTIPART_OBJECT_BYTES_MAX.to_string(),
+        ));
+    }
+    let etag = ETag::Multipart {
+        digest: md5s.finalize().into(),
+        part_count: u16::try_from(requested.len())
+            .expect("part numbers are distinct and at most 10,000"),
+    };
+    Ok((etag, part_sizes, extents))
+}
+
+fn complete_result(request: &S3Request<'_>, done: &Completed) -> Response {
+    let host = request
+        .head
+        .headers
+        .get(http::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or("localhost");
+    let mut out = String::with_capacity(512);
+    out.push_str(xml::XML_DECLARATION);
+    out.push_str("<CompleteMultipartUploadResult xmlns=\"");
+    out.push_str(xml::S3_NAMESPACE);
+    out.push_str("\">");
+    let path: String = done
+        .key
+        .split('/')
+        .map(url_encode)
+        .collect::<Vec<_>>()
+        .join("/");
+    element(
+        &mut out,
+        "Location",
+        &format!("http://{host}/{}/{path}", done.bucket),
+    );
+    element(&mut out, "Bucket", &done.bucket);
+    element(&mut out, "Key", &done.key);
+    element(&mut out, "ETag", &done.etag.to_header_value());
+    out.push_str("</CompleteMultipartUploadResult>");
+    Response::xml(out)
+}
+
+pub async fn abort_multipart_upload(
+    worker: &Rc<Worker>,
+    request: &S3Request<'_>,
+    upload_id: &str,
+) -> Result<Response, S3Error> {
+    let (bucket, key) = object_names(worker, request)?;
+    check_bucket(worker, bucket)?;
+    let shard = worker.shard();
+    let guard = match shard.upload(bucket, key, upload_id) {
+        Some(_) => shard.begin_ending(upload_id).await,
+        None => None,
+    };
+    let Some(guard) = guard else {
+        return Err(no_such_upload(upload_id));
+    };
+    let end = UploadEnd {
+        upload_id: upload_id.to_owned(),
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        ended_ms: now_ms(),
+        outcome: UploadOutcome::Aborted,
+    };
+    shard
+        .end_upload(guard, None, &end)
+        .await
+        .map_err(S3Error::internal)?;
+    Ok(Response::new(StatusCode::NO_CONTENT))
+}
+
+/// A non-negative integer query parameter, at most `max` (larger values
+/// are served as `max`, as AWS does for page sizes).
+fn count_param(
+    request: &S3Request<'_>,
+    name: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, S3Error> {
+    match request.query_param(name) {
+        None => Ok(default),
+        Some(text) => match text.parse::<i64>() {
+            Ok(value) if value >= 0 => {
+                Ok(usize::try_from(value).map_or(max, |value| value.min(max)))
+            }
+            _ => Err(s3_error!(
+                InvalidArgument,
+                "Provided {name} not an integer or within integer range"
+            )
+            .with_extra("ArgumentName", name)
+            .with_extra("ArgumentValue", &text)),
+        },
+    }
+}
+
+pub fn list_parts(
+    worker: &Rc<Worker>,
+    request: &S3Request<'_>,
+    upload_id: &str,
+) -> Result<Response, S3Error> {
+    let (bucket, key) = object_names(worker, request)?;
+    check_bucket(worker, bucket)?;
+    let max_parts = count_param(
+        request,
+        "max-parts",
+        limits::LIST_PARTS_PAGE_MAX,
+        limits::LIST_PARTS_PAGE_MAX,
+    )?;
+    let marker = count_param(request, "part-number-marker", 0, usize::MAX)?;
+    let upload = worker
+        .shard()
+        .upload(bucket, key, upload_id)
+        .ok_or_else(|| no_such_upload(upload_id))?;
+    let mut parts = upload
+        .parts
+        .values()
+        .map(|(part, _)| part)
+        .filter(|part| usize::from(part.part_number) > marker);
+    let page: Vec<&UploadPart> = parts.by_ref().take(max_parts).collect();
+    let truncated = parts.next().is_some();
+    let mut out = String::with_capacity(512 + page.len() * 200);
+    out.push_str(xml::XML_DECLARATION);
+    out.push_str("<ListPartsResult xmlns=\"");
+    out.push_str(xml::S3_NAMESPACE);
+    out.push_str("\">");
+    element(&mut out, "Bucket", bucket);
+    element(&mut out, "Key", key);
+    element(&mut out, "UploadId", upload_id);
+    write_owner(&mut out, "Initiator", &worker.owner);
+    write_owner(&mut out, "Owner", &worker.owner);
+    out.push_str("<StorageClass>STANDARD</StorageClass>");
+    let _ = write!(out, "<PartNumberMarker>{marker}</PartNumberMarker>");
+    if let Some(last) = page.last() {
+        let _ = write!(
+            out,
+            "<NextPartNumberMarker>{}</NextPartNumberMarker>",
+            last.part_number
+        );
+    }
+    let _ = write!(
+        out,
+        "<MaxParts>{max_parts}</MaxParts><IsTruncated>{truncated}</IsTruncated>"
+    );
+    for part in page {
+        let _ = write!(out, "<Part><PartNumber>{}</PartNumber>", part.part_number);
+        element(
+            &mut out,
+            "LastModified",
+            &xml::timestamp(part.last_modified_ms),
+        );
+        element(&mut out, "ETag", &ETag::Md5(part.md5).to_header_value());
+        let _ = write!(out, "<Size>{}</Size></Part>", part.size);
+    }
+    out.push_str("</ListPartsResult>");
+    Ok(Response::xml(out))
+}
+
+fn write_owner(out: &mut String, name: &str, owner: &xml::Owner) {
+    out.push('<');
+    out.push_str(name);
+    out.push('>');
+    element(out, "ID", &owner.id);
+    element(out, "DisplayName", &owner.display_name);
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
+pub async fn list_multipart_uploads(
+    worker: &Rc<Worker>,
+    request: &S3Request<'_>,
+) -> Result<Response, S3Error> {
+    let bucket = request
+        .route
+        .bucket
+        .clone()
+        .ok_or_else(|| s3_error!(InvalidBucketName, "The specified bucket is not valid."))?;
+    check_bucket(worker, &bucket)?;
+    let max_uploads = count_param(
+        request,
+        "max-uploads",
+        limits::LIST_PARTS_PAGE_MAX,
+        limits::LIST_PARTS_PAGE_MAX,
+    )?;
+    let url_encoding = match request.query_param("encoding-type") {
+        None => false,
+        Some(value) if value.eq_ignore_ascii_case("url") => true,
+        Some(value) => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Invalid Encoding Method specified in Request"
+            )
+            .with_extra("ArgumentName", "encoding-type")
+            .with_extra("ArgumentValue", &value));
+        }
+    };
+    let prefix = request.query_param("prefix").unwrap_or_default();
+    let delimiter = request.query_param("delimiter").unwrap_or_default();
+    let key_marker = request.query_param("key-marker").unwrap_or_default();
+    // AWS ignores an upload-id-marker without a key-marker.
+    let upload_id_marker = if key_marker.is_empty() {
+        String::new()
+    } else {
+        request.query_param("upload-id-marker").unwrap_or_default()
+    };
+    let query = UploadQuery {
+        bucket: bucket.clone(),
+        prefix: prefix.clone(),
+        delimiter: delimiter.clone(),
+        key_marker: key_marker.clone(),
+        upload_id_marker: upload_id_marker.clone(),
+        limit: max_uploads + 1,
+    };
+    let replies = worker
+        .mesh
+        .call_all(worker, || Request::ListUploads(Box::new(query.clone())))
+        .await;
+    let mut all: Vec<UploadListed> = Vec::new();
+    for reply in replies {
+        match reply {
+            Ok(Reply::Uploads(entries)) => all.extend(entries),
+            Ok(other) => unreachable!("ListUploads answered {other:?}"),
+            Err(_) => return Err(s3_error!(ServiceUnavailable, "The server is shutting down")),
+        }
+    }
+    all.sort_by_key(position);
+    all.dedup();
+    let truncated = all.len() > max_uploads;
+    all.truncate(max_uploads);
+
+    let page = UploadsPage {
+        bucket: &bucket,
+        prefix: &prefix,
+        delimiter: &delimiter,
+        key_marker: &key_marker,
+        upload_id_marker: &upload_id_marker,
+        max_uploads,
+        url_encoding,
+        truncated,
+        entries: &all,
+    };
+    Ok(Response::xml(page.render(&worker.owner)))
+}
+
+/// Where an entry of a `ListMultipartUploads` answer sorts: `(key, upload
+/// id)`, a common prefix with an empty id.
+fn position(entry: &UploadListed) -> (String, String) {
+    match entry {
+        UploadListed::Upload(upload) => (upload.key.clone(), upload.upload_id.clone()),
+        UploadListed::CommonPrefix(prefix) => (prefix.clone(), String::new()),
+    }
+}
+
+/// A `ListMultipartUploadsResult` to render.
+struct UploadsPage<'a> {
+    bucket: &'a str,
+    prefix: &'a str,
+    delimiter: &'a str,
+    key_marker: &'a str,
+    upload_id_marker: &'a str,
+    max_uploads: usize,
+    url_encoding: bool,
+    truncated: bool,
+    entries: &'a [UploadListed],
+}
+
+impl UploadsPage<'_> {
+    fn render(&self, owner: &xml::Owner) -> String {
+        let url_encoding = self.url_encoding;
+        let text = |out: &mut String, name: &str, value: &str| {
+            if url_encoding {
+                element(out, name, &url_encode(value));
+            } else {
+                element(out, name, value);
+            }
+        };
+        let mut out = String::with_capacity(512 + self.entries.len() * 400);
+        out.push_str(xml::XML_DECLARATION);
+        out.push_str("<ListMultipartUploadsResult xmlns=\"");
+        out.push_str(xml::S3_NAMESPACE);
+        out.push_str("\">");
+        element(&mut out, "Bucket", self.bucket);
+        text(&mut out, "KeyMarker", self.key_marker);
+        element(&mut out, "UploadIdMarker", self.upload_id_marker);
+        if self.truncated {
+            let (next_key, next_id) =
+                position(self.entries.last().expect("a truncated page is not empty"));
+            text(&mut out, "NextKeyMarker", &next_key);
+            element(&mut out, "NextUploadIdMarker", &next_id);
+        }
+        if !self.delimiter.is_empty() {
+            text(&mut out, "Delimiter", self.delimiter);
+        }
+        text(&mut out, "Prefix", self.prefix);
+        let _ = write!(
+            out,
+            "<MaxUploads>{}</MaxUploads><IsTruncated>{}</IsTruncated>",
+            self.max_uploads, self.truncated
+        );
+        for entry in self.entries {
+            if let UploadListed::Upload(upload) = entry {
+                out.push_str("<Upload>");
+                text(&mut out, "Key", &upload.key);
+                element(&mut out, "UploadId", &upload.upload_id);
+                write_owner(&mut out, "Initiator", owner);
+                write_owner(&mut out, "Owner", owner);
+                out.push_str("<StorageClass>STANDARD</StorageClass>");
+                element(&mut out, "Initiated", &xml::timestamp(upload.initiated_ms));
+                out.push_str("</Upload>");
+            }
+        }
+        for entry in self.entries {
+            if let UploadListed::CommonPrefix(prefix) = entry {
+                out.push_str("<CommonPrefixes>");
+                text(&mut out, "Prefix", prefix);
+                out.push_str("</CommonPrefixes>");
+            }
+        }
+        if url_encoding {
+            out.push_str("<EncodingType>url</EncodingType>");
+        }
+        out.push_str("</ListMultipartUploadsResult>");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_ids_sort_by_creation_and_are_unique() {
+        let first = new_upload_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = new_upload_id();
+        assert_eq!(first.len(), 32);
+        assert!(first < second);
+        assert!(first.bytes().all(|byte| byte.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn complete_bodies_parse_and_refuse_garbage() {
+        let parts = parse_complete(
+            br#"<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+                <Part><ETag>"aa"</ETag><PartNumber>1</PartNumber></Part>
+                <Part><PartNumber> 2 </PartNumber><ETag>bb</ETag><ChecksumCRC32>x</ChecksumCRC32></Part>
+            </CompleteMultipartUpload>"#,
+        )
+        .unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].number, Some(1));
+        assert_eq!(parts[0].etag.as_deref(), Some("\"aa\""));
+        assert_eq!(parts[1].number, Some(2));
+        for body in [
+            &b"<CompleteMultipartUpload/>"[..],
+            b"<CompleteMultipartUpload></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><PartNumber>x</PartNumber><ETag>a</ETag></Part></CompleteMultipartUpload>",
+            b"<Other/>",
+            b"",
+        ] {
+            assert!(parse_complete(body).is_err(), "{body:?}");
+        }
+        assert_eq!(bare_etag("\"abc\""), "abc");
+        assert_eq!(bare_etag(" abc "), "abc");
+    }
+}
