@@ -1158,6 +1158,13 @@ impl<'a> ShardCheck<'a> {
     /// The checkpoint lies on a record boundary inside the verified records.
     fn check_checkpoint(&mut self, segments: &[SegmentId]) {
         let position = self.checkpoint.position;
+        // The uploads in progress as of the checkpoint must be readable.
+        if let Err(error) = crate::storage::shard::uploads::load_snapshot(&self.dir, position) {
+            self.findings.damage(
+                self.summary.name.clone(),
+                format!("the multipart uploads of the index checkpoint: {error}"),
+            );
+        }
         if segments.is_empty() && position == SegmentPosition::START {
             return;
         }
@@ -1676,6 +1683,13 @@ mod tests {
                     next_seq,
                 })
                 .unwrap();
+            // As the shard's flush does: the uploads as of the checkpoint.
+            crate::storage::shard::uploads::write_snapshot(
+                &dir,
+                end,
+                &crate::storage::shard::uploads::Uploads::default().encode_snapshot(),
+            )
+            .unwrap();
             if !extra.is_empty() {
                 let count = extra.len() as u64;
                 for (offset, (key, mut entry)) in (0_u64..).zip(extra) {
@@ -1729,6 +1743,23 @@ mod tests {
             assert!(text.contains("live objects: 3\n"), "{text}");
             assert!(text.contains("result: ok\n"), "{text}");
         }
+        // Without the uploads of its checkpoint, the shard is damaged.
+        let snapshots: Vec<std::path::PathBuf> = std::fs::read_dir(shard_dir(temp.path(), 0))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.to_string_lossy().contains("uploads-"))
+            .collect();
+        assert_eq!(snapshots.len(), 1);
+        let saved = std::fs::read(&snapshots[0]).unwrap();
+        std::fs::remove_file(&snapshots[0]).unwrap();
+        let report = run(temp.path()).unwrap();
+        assert!(
+            damage(&report)
+                .iter()
+                .any(|finding| finding.contains("multipart uploads")),
+            "{report}"
+        );
+        std::fs::write(&snapshots[0], saved).unwrap();
         // The check changed nothing: the index directory holds one run and
         // the manifest, as the flush left it.
         let mut names: Vec<String> = std::fs::read_dir(shard_dir(temp.path(), 0).join(INDEX_DIR))

@@ -36,6 +36,9 @@
 //!   durable. Recovery replays it (the start fails cleanly, naming the
 //!   segment and offset) or a read finds it (500, or a body cut short after
 //!   a sound prefix); never a wrong byte.
+//! - `kill_during_multipart_uploads_*`: kills while uploads begin, store
+//!   parts, complete and abort, with compaction running; every
+//!   acknowledged part, completion and abort must hold after each restart.
 //! - `kill_during_a_segment_rollover_*`: the crash points of sealing a
 //!   segment and starting the next.
 //! - `index_checkpoint_*`, `kill_during_an_index_flush_*`: recovery over the
@@ -2467,4 +2470,296 @@ fn kill_during_an_index_flush_loses_nothing() {
     assert_objects(&server, &expected);
     assert_many(&server, &small, 16, 8);
     server.stop();
+}
+
+// ---------------------------------------------------------------------------
+// Multipart uploads under kills
+// ---------------------------------------------------------------------------
+
+/// What the multipart load was told about one upload: only 2xx answers
+/// are recorded as done.
+#[derive(Debug, Clone, Default)]
+struct UploadRecord {
+    key: String,
+    upload_id: String,
+    /// Acknowledged parts: number, `ETag`, body.
+    parts: Vec<(i32, String, Vec<u8>)>,
+    /// A completion was sent (with these part numbers) ...
+    completing: Option<Vec<i32>>,
+    /// ... and acknowledged with this `ETag`.
+    completed: Option<String>,
+    /// An abort was sent ...
+    aborting: bool,
+    /// ... and acknowledged.
+    aborted: bool,
+}
+
+/// One client task of the multipart load: begin uploads, store parts,
+/// complete or abort or leave them open, until the server stops
+/// answering.
+async fn multipart_load(
+    client: aws_sdk_s3::Client,
+    records: Arc<Mutex<Vec<UploadRecord>>>,
+    seed: u64,
+) {
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let mut rng = Rng::new(seed);
+    for n in 0.. {
+        let key = format!("mp/{seed:x}/{n}");
+        let Ok(created) = client
+            .create_multipart_upload()
+            .bucket(BUCKET)
+            .key(&key)
+            .send()
+            .await
+        else {
+            return;
+        };
+        let index = {
+            let mut records = records.lock().unwrap();
+            records.push(UploadRecord {
+                key: key.clone(),
+                upload_id: created.upload_id().unwrap().to_owned(),
+                ..UploadRecord::default()
+            });
+            records.len() - 1
+        };
+        let upload_id = created.upload_id().unwrap().to_owned();
+        let sizes = [5 * 1024 * 1024, rng.index(200_000)];
+        for (number, size) in (1_i32..).zip(sizes) {
+            let body = content(&key, u64::from(number.unsigned_abs()), size);
+            let Ok(output) = client
+                .upload_part()
+                .bucket(BUCKET)
+                .key(&key)
+                .upload_id(&upload_id)
+                .part_number(number)
+                .body(ByteStream::from(body.clone()))
+                .send()
+                .await
+            else {
+                return;
+            };
+            let etag = output.e_tag().unwrap().to_owned();
+            records.lock().unwrap()[index]
+                .parts
+                .push((number, etag, body));
+        }
+        match rng.between(0, 3) {
+            0 => {} // left open
+            1 => {
+                records.lock().unwrap()[index].aborting = true;
+                if client
+                    .abort_multipart_upload()
+                    .bucket(BUCKET)
+                    .key(&key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                records.lock().unwrap()[index].aborted = true;
+            }
+            _ => {
+                let parts: Vec<CompletedPart> = records.lock().unwrap()[index]
+                    .parts
+                    .iter()
+                    .map(|(number, etag, _)| {
+                        CompletedPart::builder()
+                            .part_number(*number)
+                            .e_tag(etag)
+                            .build()
+                    })
+                    .collect();
+                records.lock().unwrap()[index].completing = Some(vec![1, 2]);
+                let Ok(output) = client
+                    .complete_multipart_upload()
+                    .bucket(BUCKET)
+                    .key(&key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                records.lock().unwrap()[index].completed = output.e_tag().map(str::to_owned);
+            }
+        }
+    }
+}
+
+/// Check every recorded upload against what the restarted server serves.
+async fn verify_uploads(client: &aws_sdk_s3::Client, records: &[UploadRecord]) {
+    for record in records {
+        let parts = client
+            .list_parts()
+            .bucket(BUCKET)
+            .key(&record.key)
+            .upload_id(&record.upload_id)
+            .send()
+            .await;
+        let object = async {
+            let output = client
+                .get_object()
+                .bucket(BUCKET)
+                .key(&record.key)
+                .send()
+                .await
+                .ok()?;
+            let etag = output.e_tag().map(str::to_owned);
+            Some((etag, output.body.collect().await.ok()?.to_vec()))
+        }
+        .await;
+        let whole: Vec<u8> = record
+            .parts
+            .iter()
+            .flat_map(|(_, _, body)| body.clone())
+            .collect();
+        if let Some(etag) = &record.completed {
+            let (served_etag, body) = object.unwrap_or_else(|| {
+                panic!(
+                    "completed upload {} of {} lost its object",
+                    record.upload_id, record.key
+                )
+            });
+            assert_eq!(served_etag.as_ref(), Some(etag), "{}", record.key);
+            assert!(
+                body == whole,
+                "{}: the completed object's bytes differ",
+                record.key
+            );
+            continue;
+        }
+        if record.aborted {
+            assert!(
+                parts.is_err(),
+                "aborted upload {} is back",
+                record.upload_id
+            );
+            assert!(
+                object.is_none(),
+                "aborted upload {} made an object",
+                record.upload_id
+            );
+            continue;
+        }
+        if record.completing.is_some()
+            && let Some((_, body)) = &object
+        {
+            // The completion in flight happened.
+            assert!(
+                body == &whole,
+                "{}: the completed object's bytes differ",
+                record.key
+            );
+            continue;
+        }
+        if record.aborting && parts.is_err() {
+            // The abort in flight happened.
+            assert!(
+                object.is_none(),
+                "aborted upload {} made an object",
+                record.upload_id
+            );
+            continue;
+        }
+        let parts = parts.unwrap_or_else(|error| {
+            panic!(
+                "upload {} of {} lost: {error:?}",
+                record.upload_id, record.key
+            )
+        });
+        for (number, etag, _) in &record.parts {
+            let found = parts
+                .parts()
+                .iter()
+                .find(|part| part.part_number() == Some(*number));
+            assert_eq!(
+                found.and_then(|part| part.e_tag()),
+                Some(etag.as_str()),
+                "{}: acknowledged part {number} lost",
+                record.key
+            );
+        }
+    }
+}
+
+/// Goal: kills while multipart uploads begin, store parts, complete and
+/// abort — with compaction running over small segments — lose no
+/// acknowledged part, completion or abort. Method: client tasks run the
+/// multipart load, the server is killed at a random moment and restarted,
+/// and every upload of every cycle so far is checked: its acknowledged
+/// parts listed with their `ETag`s, its acknowledged completion served as
+/// the parts' bytes, its acknowledged abort gone; an operation in flight at
+/// the kill may or may not have happened.
+#[test]
+fn kill_during_multipart_uploads_loses_no_acknowledged_part() {
+    let test = "kill_during_multipart_uploads_loses_no_acknowledged_part";
+    let seed = test_seed(test);
+    let mut server = compacting(ServerOptions::new()).start();
+    let records: Arc<Mutex<Vec<UploadRecord>>> = Arc::default();
+    common::block_on(async {
+        server
+            .client()
+            .create_bucket()
+            .bucket(BUCKET)
+            .send()
+            .await
+            .unwrap();
+    });
+    let cycles = (env_usize("RINGSTORE_CRASH_CYCLES", 20) / 6).max(2) as u64;
+    for cycle in 0..cycles {
+        let mut rng = Rng::derive(seed, &[cycle, 0x6d70]);
+        let client = server.client();
+        let load = {
+            let records = Arc::clone(&records);
+            let task_seeds: Vec<u64> = (0..4)
+                .map(|task| rng.between(1, u64::MAX / 2) ^ task)
+                .collect();
+            std::thread::spawn(move || {
+                common::block_on(async move {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for task_seed in task_seeds {
+                        tasks.spawn(multipart_load(
+                            client.clone(),
+                            Arc::clone(&records),
+                            task_seed,
+                        ));
+                    }
+                    while tasks.join_next().await.is_some() {}
+                });
+            })
+        };
+        std::thread::sleep(Duration::from_millis(rng.between(500, 2000)));
+        server.signal(libc::SIGKILL);
+        server
+            .wait_exit(Duration::from_secs(10))
+            .expect("the server dies");
+        load.join().expect("the load threads");
+        let options = server.options().clone();
+        if let Err(exited) = server.start_again(&options) {
+            panic!("{test} (seed {seed}): restart failed in cycle {cycle}: {exited}");
+        }
+        let records = records.lock().unwrap().clone();
+        common::block_on(verify_uploads(&server.client(), &records));
+    }
+    let records = records.lock().unwrap();
+    let completed = records.iter().filter(|r| r.completed.is_some()).count();
+    let open = records
+        .iter()
+        .filter(|r| r.completed.is_none() && !r.aborted && !r.parts.is_empty())
+        .count();
+    eprintln!(
+        "{test}: seed {seed}, {} uploads, {completed} completed, {open} left open with parts",
+        records.len()
+    );
+    assert!(completed > 0 && open > 0, "the load did too little to test");
 }

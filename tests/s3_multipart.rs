@@ -11,6 +11,10 @@
     clippy::cast_precision_loss,
     reason = "part numbers, sizes and counts in these tests are small"
 )]
+#![allow(
+    clippy::too_many_lines,
+    reason = "each test is one scenario, read top to bottom"
+)]
 
 mod common;
 
@@ -158,7 +162,6 @@ async fn get(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
 }
 
 #[test]
-#[allow(clippy::too_many_lines, reason = "one upload, checked from every side")]
 fn parts_become_one_object_with_the_aws_etag_and_the_create_metadata() {
     let server = Server::start();
     let client = server.client();
@@ -796,7 +799,6 @@ fn list_multipart_uploads_spans_shards_with_prefixes_markers_and_pages() {
 /// checkpoint's snapshot) and a kill (replayed from the segments), and
 /// complete afterwards.
 #[test]
-#[allow(clippy::too_many_lines, reason = "one upload through three restarts")]
 fn uploads_in_progress_survive_restarts() {
     let mut server = ServerOptions::new()
         .cores(common::online_cores().min(2))

@@ -488,7 +488,7 @@ pub async fn upload_part_copy(
         return Err(super::bucket::no_such_bucket(bucket));
     }
     let shard = worker.shard();
-    if shard.upload(bucket, key, upload_id).is_none() {
+    if !shard.has_upload(bucket, key, upload_id) {
         return Err(super::multipart::no_such_upload(upload_id));
     }
     let mut source = source_of(worker, request).await?;

@@ -110,7 +110,7 @@ pub async fn upload_part(
     let (bucket, key) = object_names(worker, request)?;
     check_bucket(worker, bucket)?;
     let shard = worker.shard();
-    if shard.upload(bucket, key, upload_id).is_none() {
+    if !shard.has_upload(bucket, key, upload_id) {
         return Err(no_such_upload(upload_id));
     }
     let size = body.declared_len().ok_or_else(|| {
@@ -225,10 +225,12 @@ pub async fn complete_multipart_upload(
             .filter(|done| done.bucket == bucket && done.key == key)
             .cloned()
     };
-    let Some(guard) = (match shard.upload(bucket, key, upload_id) {
-        Some(_) => shard.begin_ending(upload_id).await,
-        None => None,
-    }) else {
+    let guard = if shard.has_upload(bucket, key, upload_id) {
+        shard.begin_ending(upload_id).await
+    } else {
+        None
+    };
+    let Some(guard) = guard else {
         // Completed already (a client retrying a completion whose answer
         // it lost gets the same answer), or unknown.
         return match completed_before(&shard) {
@@ -378,9 +380,10 @@ pub async fn abort_multipart_upload(
     let (bucket, key) = object_names(worker, request)?;
     check_bucket(worker, bucket)?;
     let shard = worker.shard();
-    let guard = match shard.upload(bucket, key, upload_id) {
-        Some(_) => shard.begin_ending(upload_id).await,
-        None => None,
+    let guard = if shard.has_upload(bucket, key, upload_id) {
+        shard.begin_ending(upload_id).await
+    } else {
+        None
     };
     let Some(guard) = guard else {
         return Err(no_such_upload(upload_id));

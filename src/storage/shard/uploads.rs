@@ -489,6 +489,15 @@ impl Shard {
             .cloned()
     }
 
+    /// Whether the upload `upload_id` of `bucket`/`key` is in progress
+    /// (without copying it, as [`Self::upload`] does).
+    #[must_use]
+    pub fn has_upload(&self, bucket: &str, key: &str, upload_id: &str) -> bool {
+        self.multipart.borrow().get(upload_id).is_some_and(|upload| {
+            upload.create.template.bucket == bucket && upload.create.template.key == key
+        })
+    }
+
     /// Begin an upload: durable, then known.
     pub async fn create_upload(&self, create: UploadCreate) -> Result<(), ShardError> {
         let (location, _) = self
