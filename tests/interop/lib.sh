@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by tests/interop/run and tests/interop/install-tools (sourced).
 
 # find_aws: succeeds when a working `aws` is on PATH, after adding the
