@@ -253,7 +253,6 @@ async fn run_request(
     request_id: &str,
     operation: &mut &'static str,
 ) -> Result<(s3::Response, bool), (S3Error, String)> {
-    let has_body = !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
     let route = route(worker, head).map_err(|error| (S3Error::from(error), String::new()))?;
     *operation = route.endpoint.name();
     let resource = resource_of(&route);
