@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use common::{
-    EMPTY_SHA256, Keys, RawRequest, STREAMING_PAYLOAD, Server, UNSIGNED_PAYLOAD, chunk_signature,
+    EMPTY_SHA256, Keys, RawRequest, Server, Streaming, UNSIGNED_PAYLOAD, chunk_signature,
     create_bucket_configuration, expect_sdk_error, sdk_failure, sha256_hex,
 };
 
@@ -522,21 +522,9 @@ fn unsigned_payload_and_hex_sha256_bodies_are_accepted() {
     }
 }
 
-/// The three aws-chunked forms of `x-amz-content-sha256`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Streaming {
-    /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD`
-    Signed,
-    /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER`
-    SignedTrailer,
-    /// `STREAMING-UNSIGNED-PAYLOAD-TRAILER`
-    UnsignedTrailer,
-}
-
-/// A `PUT path` whose body is `data` in aws-chunked framing, in chunks of
-/// `chunk_len`, with an `x-amz-checksum-crc32c` trailer in the trailer
-/// forms. `corrupt` flips one hex digit of the last data chunk's signature
-/// (signed forms) or of the trailer signature (`SignedTrailer`).
+/// A `PUT path` whose body is `data` in aws-chunked framing (see
+/// [`common::aws_chunked_put`]) with an `x-amz-checksum-crc32c` trailer in
+/// the trailer forms.
 fn streaming_request(
     server: &Server,
     mode: Streaming,
@@ -545,74 +533,9 @@ fn streaming_request(
     chunk_len: usize,
     corrupt: bool,
 ) -> Vec<u8> {
-    let content_sha256 = match mode {
-        Streaming::Signed => STREAMING_PAYLOAD,
-        Streaming::SignedTrailer => "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
-        Streaming::UnsignedTrailer => "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-    };
-    let mut request = server
-        .request("PUT", path)
-        .content_sha256(content_sha256)
-        .header("Content-Encoding", "aws-chunked")
-        .header("x-amz-decoded-content-length", &data.len().to_string());
-    if mode != Streaming::Signed {
-        request = request.header("x-amz-trailer", "x-amz-checksum-crc32c");
-    }
-    let flip = |signature: &mut String| {
-        let flipped = if signature.starts_with('0') { "1" } else { "0" };
-        signature.replace_range(0..1, flipped);
-    };
-    let (seed, _) = request.signature(&server.keys, server.region());
-    let mut previous = seed.signature;
-    let mut body = Vec::new();
-    let chunks: Vec<&[u8]> = data.chunks(chunk_len).chain([&[][..]]).collect();
-    let last_data_chunk = chunks.len() - 2;
-    for (index, chunk) in chunks.iter().enumerate() {
-        if mode == Streaming::UnsignedTrailer {
-            body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-        } else {
-            let mut signature = chunk_signature(
-                &server.keys,
-                server.region(),
-                request.time,
-                &previous,
-                chunk,
-            );
-            previous.clone_from(&signature);
-            if corrupt && mode == Streaming::Signed && index == last_data_chunk {
-                flip(&mut signature);
-            }
-            body.extend_from_slice(
-                format!("{:x};chunk-signature={signature}\r\n", chunk.len()).as_bytes(),
-            );
-        }
-        body.extend_from_slice(chunk);
-        if !chunk.is_empty() {
-            body.extend_from_slice(b"\r\n");
-        }
-    }
-    if mode == Streaming::Signed {
-        body.extend_from_slice(b"\r\n");
-    } else {
-        let crc = common::base64(&crc32c::crc32c(data).to_be_bytes());
-        let trailer = format!("x-amz-checksum-crc32c:{crc}");
-        body.extend_from_slice(format!("{trailer}\r\n").as_bytes());
-        if mode == Streaming::SignedTrailer {
-            let mut signature = common::trailer_signature(
-                &server.keys,
-                server.region(),
-                request.time,
-                &previous,
-                &format!("{trailer}\n"),
-            );
-            if corrupt {
-                flip(&mut signature);
-            }
-            body.extend_from_slice(format!("x-amz-trailer-signature:{signature}\r\n").as_bytes());
-        }
-        body.extend_from_slice(b"\r\n");
-    }
-    server.sign(&request.body(&body))
+    let crc = common::base64(&crc32c::crc32c(data).to_be_bytes());
+    let trailer = (mode != Streaming::Signed).then_some(("x-amz-checksum-crc32c", crc.as_str()));
+    common::aws_chunked_put(server, mode, path, data, chunk_len, trailer, corrupt)
 }
 
 /// Goal: every aws-chunked form is decoded, and in the signed forms every

@@ -169,6 +169,9 @@ pub async fn get_object(
         .map_err(S3Error::internal)?;
     let mut headers = HeaderMap::new();
     object_headers(&mut headers, &commit)?;
+    if wants_whole_object_checksums(request, part_number) {
+        super::checksum::insert_headers(&mut headers, &commit.checksums);
+    }
     for (name, value) in overrides {
         headers.insert(name, value);
     }
@@ -229,6 +232,18 @@ pub async fn get_object(
         });
     }
     Ok(response)
+}
+
+/// Checksums of the whole object are sent only when asked for
+/// (`x-amz-checksum-mode: ENABLED`), and never for a part of it (a range or
+/// a part number), as AWS.
+fn wants_whole_object_checksums(request: &S3Request<'_>, part_number: Option<u32>) -> bool {
+    let headers = &request.head.headers;
+    headers
+        .get("x-amz-checksum-mode")
+        .is_some_and(|mode| mode.as_bytes().eq_ignore_ascii_case(b"ENABLED"))
+        && part_number.is_none()
+        && !headers.contains_key(http::header::RANGE)
 }
 
 /// `partNumber`: one part of a multipart object, as a `206` with its

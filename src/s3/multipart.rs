@@ -10,6 +10,11 @@
 //! concatenated binary MD5s of the parts named in the completion, then
 //! `-<count>`, as AWS computes it.
 //!
+//! A part's `x-amz-checksum-*` (header or trailer) is checked like a
+//! `PutObject` body's and returned, but not yet stored with the part: the
+//! object a completion makes carries no checksum yet (`COMPOSITE` and
+//! `FULL_OBJECT` multipart checksums are still to come).
+//!
 //! Upload ids are 32 hex digits: the creation time in microseconds, then
 //! random bits. They sort by creation time, which is the order AWS lists
 //! one key's uploads in.
@@ -24,6 +29,7 @@ use std::rc::Rc;
 use http::{HeaderValue, StatusCode};
 use md5::{Digest as _, Md5};
 
+use super::checksum::{BodyChecksum, header_name as checksum_header};
 use super::list::url_encode;
 use super::put::{content_md5, now_ms, object_names, object_template, receive_extents};
 use super::xml::{self, XmlEvent, element, malformed_xml};
@@ -128,8 +134,9 @@ pub async fn upload_part(
         .with_extra("MaxSizeAllowed", limits::PART_BYTES_MAX.to_string()));
     }
     let content_md5 = content_md5(&request.head.headers)?;
+    let mut checksum = BodyChecksum::from_request(&request.head.headers)?;
     let guard = shard.begin_upload();
-    let (extents, md5) = receive_extents(&shard, body, size).await?;
+    let (extents, md5) = receive_extents(&shard, body, size, &mut checksum).await?;
     if let Some(expected) = content_md5
         && expected != md5
     {
@@ -138,6 +145,8 @@ pub async fn upload_part(
             "The Content-MD5 you specified did not match what we received."
         ));
     }
+    // Checked here; not yet stored with the part (see the module doc).
+    let part_checksum = checksum.finish(body.trailers())?;
     let part = UploadPart {
         upload_id: upload_id.to_owned(),
         part_number: u16::try_from(part_number).expect("the router checks part numbers"),
@@ -149,7 +158,16 @@ pub async fn upload_part(
     store_part(worker, part).await?;
     drop(guard);
     let etag = HeaderValue::from_str(&ETag::Md5(md5).to_header_value()).expect("hex is ASCII");
-    Ok(Response::new(StatusCode::OK).with_header(http::header::ETAG, etag))
+    let mut response = Response::new(StatusCode::OK).with_header(http::header::ETAG, etag);
+    let value = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        &part_checksum.value,
+    );
+    response.headers.insert(
+        http::HeaderName::from_static(checksum_header(part_checksum.algorithm)),
+        HeaderValue::from_str(&value).expect("base64 is ASCII"),
+    );
+    Ok(response)
 }
 
 /// Store a part on this core's shard (the caller holds an upload guard

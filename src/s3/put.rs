@@ -16,6 +16,7 @@ use std::rc::Rc;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use md5::{Digest as _, Md5};
 
+use super::checksum::BodyChecksum;
 use super::{Response, S3Request};
 use crate::error::S3Error;
 use crate::http::body_reader::BodyReader;
@@ -52,6 +53,7 @@ pub async fn put_object(
         .with_extra("MaxSizeAllowed", limits::OBJECT_BYTES_MAX.to_string()));
     }
     let content_md5 = content_md5(headers)?;
+    let mut checksum = BodyChecksum::from_request(headers)?;
     let mut commit = object_template(bucket, key, headers)?;
     commit.size = size;
 
@@ -60,6 +62,7 @@ pub async fn put_object(
     let digest: [u8; 16] = if size <= INLINE_BYTES_MAX as u64 {
         let data = read_up_to(body, INLINE_BYTES_MAX).await?;
         let digest = Md5::digest(&data).into();
+        checksum.update(&data);
         let received = data.len() as u64;
         commit.body = ObjectBody::Inline(data);
         if received != size {
@@ -69,10 +72,11 @@ pub async fn put_object(
     } else {
         // Until the commit, compaction must leave the extents' segments.
         upload = Some(shard.begin_upload());
-        let (extents, digest) = receive_extents(&shard, body, size).await?;
+        let (extents, digest) = receive_extents(&shard, body, size, &mut checksum).await?;
         commit.body = ObjectBody::Extents(extents);
         digest
     };
+    commit.checksums = vec![checksum.finish(body.trailers())?];
     if let Some(expected) = content_md5
         && expected != digest
     {
@@ -86,7 +90,9 @@ pub async fn put_object(
     shard.commit(&commit).await.map_err(S3Error::internal)?;
     drop(upload);
     let etag = HeaderValue::from_str(&commit.etag.to_header_value()).expect("hex is ASCII");
-    Ok(Response::new(StatusCode::OK).with_header(http::header::ETAG, etag))
+    let mut response = Response::new(StatusCode::OK).with_header(http::header::ETAG, etag);
+    super::checksum::insert_headers(&mut response.headers, &commit.checksums);
+    Ok(response)
 }
 
 /// The object-to-be of a `PutObject` or `CreateMultipartUpload`: its names,
@@ -116,11 +122,13 @@ pub(super) fn object_template(
 }
 
 /// Stream exactly `size` body bytes into `Data` extents of the shard (the
-/// caller holds an upload guard); returns them and the MD5 of the bytes.
+/// caller holds an upload guard); returns them and the MD5 of the bytes,
+/// and feeds the bytes to `checksum`.
 pub(super) async fn receive_extents(
     shard: &Shard,
     body: &mut BodyReader<'_>,
     size: u64,
+    checksum: &mut BodyChecksum,
 ) -> Result<(Vec<Extent>, [u8; 16]), S3Error> {
     let mut md5 = Md5::new();
     let mut received = 0_u64;
@@ -132,6 +140,7 @@ pub(super) async fn receive_extents(
             break;
         }
         md5.update(&buffer[..filled]);
+        checksum.update(&buffer[..filled]);
         received += filled as u64;
         if received > size {
             break;

@@ -1854,3 +1854,107 @@ impl Server {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// aws-chunked request bodies
+// ---------------------------------------------------------------------------
+
+/// The three aws-chunked forms of `x-amz-content-sha256`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Streaming {
+    /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD`
+    Signed,
+    /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER`
+    SignedTrailer,
+    /// `STREAMING-UNSIGNED-PAYLOAD-TRAILER`
+    UnsignedTrailer,
+}
+
+/// A signed `PUT path` whose body is `data` in aws-chunked framing, in
+/// chunks of `chunk_len`, with the `trailer` (name, value) in the trailer
+/// forms. `corrupt` flips one hex digit of the last data chunk's signature
+/// (`Signed`) or of the trailer signature (`SignedTrailer`).
+pub fn aws_chunked_put(
+    server: &Server,
+    mode: Streaming,
+    path: &str,
+    data: &[u8],
+    chunk_len: usize,
+    trailer: Option<(&str, &str)>,
+    corrupt: bool,
+) -> Vec<u8> {
+    let content_sha256 = match mode {
+        Streaming::Signed => STREAMING_PAYLOAD,
+        Streaming::SignedTrailer => "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+        Streaming::UnsignedTrailer => "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    };
+    let mut request = server
+        .request("PUT", path)
+        .content_sha256(content_sha256)
+        .header("Content-Encoding", "aws-chunked")
+        .header("x-amz-decoded-content-length", &data.len().to_string());
+    if let Some((name, _)) = trailer {
+        request = request.header("x-amz-trailer", name);
+    }
+    let flip = |signature: &mut String| {
+        let flipped = if signature.starts_with('0') { "1" } else { "0" };
+        signature.replace_range(0..1, flipped);
+    };
+    let (seed, _) = request.signature(&server.keys, server.region());
+    let mut previous = seed.signature;
+    let mut body = Vec::new();
+    let chunks: Vec<&[u8]> = data.chunks(chunk_len).chain([&[][..]]).collect();
+    let last_data_chunk = chunks.len() - 2;
+    for (index, chunk) in chunks.iter().enumerate() {
+        if mode == Streaming::UnsignedTrailer {
+            body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        } else {
+            let mut signature = chunk_signature(
+                &server.keys,
+                server.region(),
+                request.time,
+                &previous,
+                chunk,
+            );
+            previous.clone_from(&signature);
+            if corrupt && mode == Streaming::Signed && index == last_data_chunk {
+                flip(&mut signature);
+            }
+            body.extend_from_slice(
+                format!("{:x};chunk-signature={signature}\r\n", chunk.len()).as_bytes(),
+            );
+        }
+        body.extend_from_slice(chunk);
+        if !chunk.is_empty() {
+            body.extend_from_slice(b"\r\n");
+        }
+    }
+    if mode == Streaming::Signed {
+        body.extend_from_slice(b"\r\n");
+    } else {
+        let trailer = trailer.map_or(String::new(), |(name, value)| format!("{name}:{value}"));
+        if !trailer.is_empty() {
+            body.extend_from_slice(format!("{trailer}\r\n").as_bytes());
+        }
+        if mode == Streaming::SignedTrailer {
+            let canonical = if trailer.is_empty() {
+                String::new()
+            } else {
+                format!("{trailer}\n")
+            };
+            let mut signature = trailer_signature(
+                &server.keys,
+                server.region(),
+                request.time,
+                &previous,
+                &canonical,
+            );
+            if corrupt {
+                flip(&mut signature);
+            }
+            body.extend_from_slice(format!("x-amz-trailer-signature:{signature}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+    }
+    server.sign(&request.body(&body))
+}

@@ -1,0 +1,341 @@
+//! Checksums of uploads against the real binary: the SDK with each of the
+//! five algorithms (a header for in-memory bodies, an aws-chunked trailer
+//! for streamed ones), GET and HEAD with and without checksum mode, ranged
+//! GETs; and raw requests for the trailer forms, wrong and malformed
+//! values, and Content-MD5 — each checking that nothing was stored.
+
+#![allow(
+    clippy::cast_possible_truncation,
+    reason = "test bytes, seeds and 32-bit CRCs are truncated on purpose"
+)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "each test is one scenario, read top to bottom"
+)]
+
+mod common;
+
+use std::io::Write as _;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
+use common::{RawResponse, Server, Streaming, aws_chunked_put, base64};
+use md5::{Digest as _, Md5};
+
+const ALGORITHMS: [ChecksumAlgorithm; 5] = [
+    ChecksumAlgorithm::Crc32,
+    ChecksumAlgorithm::Crc32C,
+    ChecksumAlgorithm::Crc64Nvme,
+    ChecksumAlgorithm::Sha1,
+    ChecksumAlgorithm::Sha256,
+];
+
+fn data(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|index| (index as u64 * 131 + u64::from(seed) * 7 % 251) as u8)
+        .collect()
+}
+
+/// The checksum of `data` as S3 sends it, computed here independently of
+/// the server: SHA-1 and SHA-256 from their crates, the CRCs bit by bit.
+fn expected(algorithm: &ChecksumAlgorithm, data: &[u8]) -> String {
+    fn crc_reflected(data: &[u8], poly: u64, width: u32) -> u64 {
+        let mask = if width == 64 {
+            u64::MAX
+        } else {
+            (1 << width) - 1
+        };
+        let mut crc = mask;
+        for byte in data {
+            crc ^= u64::from(*byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ poly
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc & mask
+    }
+    let bytes = match algorithm {
+        ChecksumAlgorithm::Crc32 => (crc_reflected(data, 0xEDB8_8320, 32) as u32)
+            .to_be_bytes()
+            .to_vec(),
+        ChecksumAlgorithm::Crc32C => (crc_reflected(data, 0x82F6_3B78, 32) as u32)
+            .to_be_bytes()
+            .to_vec(),
+        ChecksumAlgorithm::Crc64Nvme => crc_reflected(data, 0x9A6C_9329_AC4B_C9B5, 64)
+            .to_be_bytes()
+            .to_vec(),
+        ChecksumAlgorithm::Sha1 => sha1::Sha1::digest(data).to_vec(),
+        ChecksumAlgorithm::Sha256 => sha2::Sha256::digest(data).to_vec(),
+        other => panic!("not an S3 checksum algorithm: {other:?}"),
+    };
+    base64(&bytes)
+}
+
+fn header_name(algorithm: &ChecksumAlgorithm) -> String {
+    format!("x-amz-checksum-{}", algorithm.as_str().to_ascii_lowercase())
+}
+
+/// The checksum a GET or HEAD output carries for `algorithm`.
+macro_rules! checksum_of {
+    ($output:expr, $algorithm:expr) => {
+        match $algorithm {
+            ChecksumAlgorithm::Crc32 => $output.checksum_crc32(),
+            ChecksumAlgorithm::Crc32C => $output.checksum_crc32_c(),
+            ChecksumAlgorithm::Crc64Nvme => $output.checksum_crc64_nvme(),
+            ChecksumAlgorithm::Sha1 => $output.checksum_sha1(),
+            ChecksumAlgorithm::Sha256 => $output.checksum_sha256(),
+            _ => None,
+        }
+    };
+}
+
+async fn create_bucket(client: &Client, bucket: &str) {
+    client.create_bucket().bucket(bucket).send().await.unwrap();
+}
+
+#[test]
+fn every_algorithm_round_trips_through_the_sdk_in_headers_and_trailers() {
+    let server = Server::start();
+    let client = server.client();
+    common::block_on(async {
+        create_bucket(&client, "sums").await;
+        for (index, algorithm) in ALGORITHMS.iter().enumerate() {
+            for (form, len) in [("header", 100_000), ("trailer", 1_500_000), ("trailer", 10)] {
+                let body = data(index as u8, len);
+                let key = format!("{}-{form}-{len}", algorithm.as_str());
+                // A body from a file, which the SDK sends aws-chunked with
+                // the checksum in a trailer; the file lives until the PUT
+                // is done.
+                let mut file = tempfile::NamedTempFile::new().unwrap();
+                let stream = if form == "header" {
+                    ByteStream::from(body.clone())
+                } else {
+                    file.write_all(&body).unwrap();
+                    ByteStream::from_path(file.path()).await.unwrap()
+                };
+                let put = client
+                    .put_object()
+                    .bucket("sums")
+                    .key(&key)
+                    .checksum_algorithm(algorithm.clone())
+                    .body(stream)
+                    .send()
+                    .await
+                    .unwrap_or_else(|error| panic!("PutObject {key}: {error:?}"));
+                drop(file);
+                let want = expected(algorithm, &body);
+                assert_eq!(checksum_of!(put, algorithm), Some(want.as_str()), "{key}");
+
+                // GET with checksum mode: the SDK also validates it.
+                let got = client
+                    .get_object()
+                    .bucket("sums")
+                    .key(&key)
+                    .checksum_mode(ChecksumMode::Enabled)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(checksum_of!(got, algorithm), Some(want.as_str()), "{key}");
+                assert_eq!(
+                    got.checksum_type()
+                        .map(aws_sdk_s3::types::ChecksumType::as_str),
+                    Some("FULL_OBJECT")
+                );
+                assert!(got.body.collect().await.unwrap().to_vec() == body, "{key}");
+                let head = client
+                    .head_object()
+                    .bucket("sums")
+                    .key(&key)
+                    .checksum_mode(ChecksumMode::Enabled)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(checksum_of!(head, algorithm), Some(want.as_str()), "{key}");
+            }
+        }
+    });
+    // Raw GETs show exactly when the header is sent.
+    let path = "/sums/CRC32-header-100000";
+    let with_mode = |range: Option<&str>| {
+        let mut request = server
+            .request("GET", path)
+            .header("x-amz-checksum-mode", "ENABLED");
+        if let Some(range) = range {
+            request = request.header("Range", range);
+        }
+        server.send_signed(&request)
+    };
+    assert!(with_mode(None).header("x-amz-checksum-crc32").is_some());
+    let ranged = with_mode(Some("bytes=0-9"));
+    assert_eq!(ranged.status, 206);
+    assert_eq!(
+        ranged.header("x-amz-checksum-crc32"),
+        None,
+        "never for a range"
+    );
+    let plain = server.send_signed(&server.request("GET", path));
+    assert_eq!(
+        plain.header("x-amz-checksum-crc32"),
+        None,
+        "only with checksum mode"
+    );
+    let head = server.send_signed(
+        &server
+            .request("HEAD", path)
+            .header("x-amz-checksum-mode", "ENABLED"),
+    );
+    assert!(head.header("x-amz-checksum-crc32").is_some());
+}
+
+/// An object sent without any checksum gets a CRC64NVME, as S3 gives it.
+#[test]
+fn an_upload_without_a_checksum_gets_crc64nvme() {
+    let server = Server::start();
+    assert_eq!(
+        server.send_signed(&server.request("PUT", "/plain")).status,
+        200
+    );
+    let body = data(9, 5000);
+    let put = server.send_signed(&server.request("PUT", "/plain/k").body(&body));
+    assert_eq!(put.status, 200, "{}", put.text());
+    let want = expected(&ChecksumAlgorithm::Crc64Nvme, &body);
+    assert_eq!(put.header("x-amz-checksum-crc64nvme"), Some(want.as_str()));
+    let get = server.send_signed(
+        &server
+            .request("GET", "/plain/k")
+            .header("x-amz-checksum-mode", "ENABLED"),
+    );
+    assert_eq!(get.header("x-amz-checksum-crc64nvme"), Some(want.as_str()));
+    // x-amz-sdk-checksum-algorithm alone: that algorithm is computed.
+    let put = server.send_signed(
+        &server
+            .request("PUT", "/plain/sha")
+            .header("x-amz-sdk-checksum-algorithm", "SHA256")
+            .body(&body),
+    );
+    assert_eq!(
+        put.header("x-amz-checksum-sha256"),
+        Some(expected(&ChecksumAlgorithm::Sha256, &body).as_str())
+    );
+}
+
+fn assert_missing(server: &Server, path: &str) {
+    let head = server.send_signed(&server.request("HEAD", path));
+    assert_eq!(
+        head.status, 404,
+        "{path} was stored although its upload failed"
+    );
+}
+
+#[test]
+fn wrong_or_malformed_checksums_and_digests_store_nothing() {
+    let server = Server::start();
+    assert_eq!(
+        server.send_signed(&server.request("PUT", "/bad")).status,
+        200
+    );
+    let body = data(3, 70_000);
+    let put = |path: &str, headers: &[(&str, &str)]| -> RawResponse {
+        let mut request = server.request("PUT", path).body(&body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        server.send_signed(&request)
+    };
+    for algorithm in &ALGORITHMS {
+        let name = header_name(algorithm);
+        let wrong = expected(algorithm, b"other bytes");
+        let path = format!("/bad/wrong-{name}");
+        put(&path, &[(&name, &wrong)]).assert_s3_error(400, "BadDigest");
+        assert_missing(&server, &path);
+        let path = format!("/bad/malformed-{name}");
+        put(&path, &[(&name, "bm90IHJpZ2h0")]).assert_s3_error(400, "InvalidRequest");
+        assert_missing(&server, &path);
+        let right = expected(algorithm, &body);
+        let path = format!("/bad/right-{name}");
+        assert_eq!(put(&path, &[(&name, &right)]).status, 200);
+    }
+    // Two checksums, an unknown algorithm.
+    let crc = expected(&ChecksumAlgorithm::Crc32, &body);
+    let sha = expected(&ChecksumAlgorithm::Sha1, &body);
+    put(
+        "/bad/two",
+        &[
+            ("x-amz-checksum-crc32", &crc),
+            ("x-amz-checksum-sha1", &sha),
+        ],
+    )
+    .assert_s3_error(400, "InvalidRequest");
+    assert_missing(&server, "/bad/two");
+    put("/bad/unknown", &[("x-amz-sdk-checksum-algorithm", "MD5")])
+        .assert_s3_error(400, "InvalidRequest");
+    assert_missing(&server, "/bad/unknown");
+    // Content-MD5: wrong, malformed, right.
+    let wrong_md5 = base64(&Md5::digest(b"other"));
+    put("/bad/md5", &[("content-md5", &wrong_md5)]).assert_s3_error(400, "BadDigest");
+    assert_missing(&server, "/bad/md5");
+    put("/bad/md5-malformed", &[("content-md5", "xyz")]).assert_s3_error(400, "InvalidDigest");
+    assert_missing(&server, "/bad/md5-malformed");
+    let right_md5 = base64(&Md5::digest(&body));
+    assert_eq!(
+        put("/bad/md5-right", &[("content-md5", &right_md5)]).status,
+        200
+    );
+}
+
+#[test]
+fn trailers_in_signed_and_unsigned_chunked_bodies_are_checked() {
+    let server = Server::start();
+    assert_eq!(
+        server.send_signed(&server.request("PUT", "/trail")).status,
+        200
+    );
+    let body = data(5, 200_000);
+    for mode in [Streaming::SignedTrailer, Streaming::UnsignedTrailer] {
+        for algorithm in &ALGORITHMS {
+            let name = header_name(algorithm);
+            let right = expected(algorithm, &body);
+            let path = format!("/trail/{mode:?}-{name}");
+            let request = aws_chunked_put(
+                &server,
+                mode,
+                &path,
+                &body,
+                65_536,
+                Some((&name, &right)),
+                false,
+            );
+            let response = server.send(&request);
+            assert_eq!(response.status, 200, "{mode:?} {name}: {}", response.text());
+            let get = server.send_signed(
+                &server
+                    .request("GET", &path)
+                    .header("x-amz-checksum-mode", "ENABLED"),
+            );
+            assert!(
+                get.body == body,
+                "{mode:?} {name}: the body was stored with its framing"
+            );
+            assert_eq!(get.header(&name), Some(right.as_str()));
+
+            let wrong = expected(algorithm, b"not the body");
+            let path = format!("/trail/{mode:?}-wrong-{name}");
+            let request = aws_chunked_put(
+                &server,
+                mode,
+                &path,
+                &body,
+                65_536,
+                Some((&name, &wrong)),
+                false,
+            );
+            server.send(&request).assert_s3_error(400, "BadDigest");
+            assert_missing(&server, &path);
+        }
+    }
+}
