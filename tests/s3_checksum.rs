@@ -339,3 +339,196 @@ fn trailers_in_signed_and_unsigned_chunked_bodies_are_checked() {
         }
     }
 }
+
+/// Goal: multipart uploads with each algorithm and each checksum type it
+/// allows: per-part checksums returned and checked at completion, the
+/// object's checksum made from the parts' as AWS makes it (`COMPOSITE`: the
+/// digest of the part digests, `-N`; `FULL_OBJECT`: the CRC of all bytes),
+/// and the refused combinations.
+#[test]
+fn multipart_checksums_are_composite_or_full_object() {
+    use aws_sdk_s3::types::{ChecksumType, CompletedMultipartUpload, CompletedPart};
+    const PART: usize = 5 * 1024 * 1024;
+    let server = Server::start();
+    let client = server.client();
+    common::block_on(async {
+        create_bucket(&client, "mpsum").await;
+        let bodies = [data(1, PART), data(2, 1000)];
+        let whole: Vec<u8> = bodies.concat();
+        for algorithm in &ALGORITHMS {
+            let is_crc64 = *algorithm == ChecksumAlgorithm::Crc64Nvme;
+            let is_sha = matches!(
+                algorithm,
+                ChecksumAlgorithm::Sha1 | ChecksumAlgorithm::Sha256
+            );
+            for kind in [ChecksumType::Composite, ChecksumType::FullObject] {
+                let composite = kind == ChecksumType::Composite;
+                let key = format!("{}-{}", algorithm.as_str(), kind.as_str());
+                let created = client
+                    .create_multipart_upload()
+                    .bucket("mpsum")
+                    .key(&key)
+                    .checksum_algorithm(algorithm.clone())
+                    .checksum_type(kind.clone())
+                    .send()
+                    .await;
+                if (composite && is_crc64) || (!composite && is_sha) {
+                    common::expect_sdk_error(created, 400, "InvalidRequest");
+                    continue;
+                }
+                let created = created.unwrap_or_else(|error| panic!("{key}: {error:?}"));
+                assert_eq!(created.checksum_algorithm(), Some(algorithm));
+                assert_eq!(created.checksum_type(), Some(&kind));
+                let id = created.upload_id().unwrap().to_owned();
+                let mut parts = Vec::new();
+                let mut part_sums = Vec::new();
+                for (number, body) in (1_i32..).zip(&bodies) {
+                    let output = client
+                        .upload_part()
+                        .bucket("mpsum")
+                        .key(&key)
+                        .upload_id(&id)
+                        .part_number(number)
+                        .checksum_algorithm(algorithm.clone())
+                        .body(ByteStream::from(body.clone()))
+                        .send()
+                        .await
+                        .unwrap_or_else(|error| panic!("{key} part {number}: {error:?}"));
+                    let sum = checksum_of!(output, algorithm).map(str::to_owned);
+                    assert_eq!(
+                        sum.as_deref(),
+                        Some(expected(algorithm, body).as_str()),
+                        "{key}"
+                    );
+                    let part = CompletedPart::builder()
+                        .part_number(number)
+                        .e_tag(output.e_tag().unwrap());
+                    let part = match algorithm {
+                        ChecksumAlgorithm::Crc32 => part.set_checksum_crc32(sum.clone()),
+                        ChecksumAlgorithm::Crc32C => part.set_checksum_crc32_c(sum.clone()),
+                        ChecksumAlgorithm::Crc64Nvme => part.set_checksum_crc64_nvme(sum.clone()),
+                        ChecksumAlgorithm::Sha1 => part.set_checksum_sha1(sum.clone()),
+                        _ => part.set_checksum_sha256(sum.clone()),
+                    };
+                    parts.push(part.build());
+                    part_sums.push(sum.unwrap());
+                }
+                let want = if composite {
+                    use base64::Engine as _;
+                    let raw: Vec<u8> = part_sums
+                        .iter()
+                        .flat_map(|sum| {
+                            base64::engine::general_purpose::STANDARD
+                                .decode(sum)
+                                .unwrap()
+                        })
+                        .collect();
+                    format!("{}-{}", expected(algorithm, &raw), bodies.len())
+                } else {
+                    expected(algorithm, &whole)
+                };
+                let done = client
+                    .complete_multipart_upload()
+                    .bucket("mpsum")
+                    .key(&key)
+                    .upload_id(&id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .unwrap_or_else(|error| panic!("complete {key}: {error:?}"));
+                assert_eq!(checksum_of!(done, algorithm), Some(want.as_str()), "{key}");
+                let head = client
+                    .head_object()
+                    .bucket("mpsum")
+                    .key(&key)
+                    .checksum_mode(ChecksumMode::Enabled)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(checksum_of!(head, algorithm), Some(want.as_str()), "{key}");
+                assert_eq!(head.checksum_type(), Some(&kind), "{key}");
+                // GET with checksum mode: the SDK validates FULL_OBJECT values.
+                let got = client
+                    .get_object()
+                    .bucket("mpsum")
+                    .key(&key)
+                    .checksum_mode(ChecksumMode::Enabled)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(got.body.collect().await.unwrap().to_vec() == whole, "{key}");
+            }
+        }
+        // A part checksum in the completion that is not the stored one.
+        let id = client
+            .create_multipart_upload()
+            .bucket("mpsum")
+            .key("wrong")
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .send()
+            .await
+            .unwrap()
+            .upload_id()
+            .unwrap()
+            .to_owned();
+        let output = client
+            .upload_part()
+            .bucket("mpsum")
+            .key("wrong")
+            .upload_id(&id)
+            .part_number(1)
+            .body(ByteStream::from(data(3, 10)))
+            .send()
+            .await
+            .unwrap();
+        let part = CompletedPart::builder()
+            .part_number(1)
+            .e_tag(output.e_tag().unwrap())
+            .checksum_crc32(expected(&ChecksumAlgorithm::Crc32, b"other"))
+            .build();
+        common::expect_sdk_error(
+            client
+                .complete_multipart_upload()
+                .bucket("mpsum")
+                .key("wrong")
+                .upload_id(&id)
+                .multipart_upload(CompletedMultipartUpload::builder().parts(part).build())
+                .send()
+                .await,
+            400,
+            "InvalidPart",
+        );
+        // A part of another algorithm than the upload's.
+        common::expect_sdk_error(
+            client
+                .upload_part()
+                .bucket("mpsum")
+                .key("wrong")
+                .upload_id(&id)
+                .part_number(2)
+                .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                .body(ByteStream::from(data(4, 10)))
+                .send()
+                .await,
+            400,
+            "InvalidRequest",
+        );
+    });
+    // A type without an algorithm, and an unknown algorithm.
+    let response = server.send_signed(
+        &server
+            .request("POST", "/mpsum/x?uploads")
+            .header("x-amz-checksum-type", "COMPOSITE"),
+    );
+    response.assert_s3_error(400, "InvalidRequest");
+    let response = server.send_signed(
+        &server
+            .request("POST", "/mpsum/x?uploads")
+            .header("x-amz-checksum-algorithm", "MD5"),
+    );
+    response.assert_s3_error(400, "InvalidRequest");
+}

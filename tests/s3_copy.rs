@@ -563,3 +563,89 @@ fn md5_of(data: &[u8]) -> [u8; 16] {
     use md5::Digest as _;
     md5::Md5::digest(data).into()
 }
+
+/// A copy of a multipart object is one part whose `ETag` is the MD5 of its
+/// bytes, as on AWS, on the same core and across cores.
+#[test]
+fn a_copy_of_a_multipart_object_is_a_single_part_object() {
+    let server = Server::start();
+    let client = server.client();
+    common::block_on(async {
+        client
+            .create_bucket()
+            .bucket("mpcopy")
+            .send()
+            .await
+            .unwrap();
+        let from = key_on("mpcopy", "from", 0);
+        let bodies = [pattern(20, 5 * MIB), pattern(21, 77)];
+        let id = client
+            .create_multipart_upload()
+            .bucket("mpcopy")
+            .key(&from)
+            .send()
+            .await
+            .unwrap();
+        let id = id.upload_id().unwrap().to_owned();
+        let mut parts = Vec::new();
+        for (index, body) in bodies.iter().enumerate() {
+            let output = client
+                .upload_part()
+                .bucket("mpcopy")
+                .key(&from)
+                .upload_id(&id)
+                .part_number(index as i32 + 1)
+                .body(ByteStream::from(body.clone()))
+                .send()
+                .await
+                .unwrap();
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(index as i32 + 1)
+                    .e_tag(output.e_tag().unwrap())
+                    .build(),
+            );
+        }
+        client
+            .complete_multipart_upload()
+            .bucket("mpcopy")
+            .key(&from)
+            .upload_id(&id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let whole = bodies.concat();
+        let plain = format!("\"{}\"", hex::encode(md5_of(&whole)));
+        for core in 0..2 {
+            let to = key_on("mpcopy", "to", core);
+            let output = client
+                .copy_object()
+                .bucket("mpcopy")
+                .key(&to)
+                .copy_source(source("mpcopy", &from))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                output.copy_object_result().unwrap().e_tag(),
+                Some(plain.as_str())
+            );
+            let head = client
+                .head_object()
+                .bucket("mpcopy")
+                .key(&to)
+                .part_number(1)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(head.parts_count(), None);
+            assert_eq!(head.content_length(), Some(whole.len() as i64));
+            assert!(get(&client, "mpcopy", &to).await == whole);
+        }
+    });
+}

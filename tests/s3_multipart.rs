@@ -1154,3 +1154,26 @@ fn part_number_reads_one_part_of_a_multipart_object() {
         );
     });
 }
+
+/// Pages of zero uploads or zero parts are empty and not truncated (a
+/// truncated empty page could not say where the next one starts).
+#[test]
+fn pages_of_zero_are_empty_and_not_truncated() {
+    let server = Server::start();
+    let client = server.client();
+    let id = common::block_on(async {
+        create_bucket(&client, "zero").await;
+        let id = create(&client, "zero", "k").await;
+        upload(&client, "zero", "k", &id, 1, b"part").await;
+        id
+    });
+    let uploads = server.send_signed(&server.request("GET", "/zero?uploads&max-uploads=0"));
+    assert_eq!(uploads.status, 200, "{}", uploads.text());
+    assert_eq!(uploads.xml_element("IsTruncated").as_deref(), Some("false"));
+    assert!(!uploads.text().contains("<Upload>"));
+    let parts =
+        server.send_signed(&server.request("GET", &format!("/zero/k?uploadId={id}&max-parts=0")));
+    assert_eq!(parts.status, 200, "{}", parts.text());
+    assert_eq!(parts.xml_element("IsTruncated").as_deref(), Some("false"));
+    assert!(!parts.text().contains("<Part>"));
+}

@@ -159,6 +159,15 @@ impl BodyChecksum {
     /// checksum: two different `x-amz-checksum-*` headers, or a header and
     /// a trailer of different algorithms, are `InvalidRequest`.
     pub fn from_request(headers: &HeaderMap) -> Result<BodyChecksum, S3Error> {
+        Self::from_request_or(headers, ChecksumAlgorithm::Crc64Nvme)
+    }
+
+    /// As [`Self::from_request`], computing `default` when the request
+    /// names no algorithm (a part computes its upload's).
+    pub fn from_request_or(
+        headers: &HeaderMap,
+        default: ChecksumAlgorithm,
+    ) -> Result<BodyChecksum, S3Error> {
         let mut found: Option<(ChecksumAlgorithm, Expected)> = None;
         let mut single = |algorithm, expected| {
             if found.as_ref().is_some_and(|(other, _)| *other != algorithm) {
@@ -213,8 +222,7 @@ impl BodyChecksum {
                 ));
             }
         }
-        let (algorithm, expected) =
-            found.unwrap_or((ChecksumAlgorithm::Crc64Nvme, Expected::Computed));
+        let (algorithm, expected) = found.unwrap_or((default, Expected::Computed));
         Ok(BodyChecksum {
             algorithm,
             hasher: Hasher::new(algorithm),
@@ -263,6 +271,7 @@ impl BodyChecksum {
         Ok(Checksum {
             algorithm: self.algorithm,
             value: computed,
+            composite: false,
         })
     }
 }
@@ -316,22 +325,93 @@ pub fn verify(
     Ok(found)
 }
 
-/// Add `x-amz-checksum-<algorithm>` for each checksum, and
-/// `x-amz-checksum-type` (every checksum stored so far is of the whole
-/// object).
-pub fn insert_headers(headers: &mut HeaderMap, checksums: &[Checksum]) {
+/// A stored checksum as S3 shows it: base64, and for a `COMPOSITE` one
+/// `-<part count>` after it.
+#[must_use]
+pub fn display_value(checksum: &Checksum, part_count: usize) -> String {
+    let value = base64::engine::general_purpose::STANDARD.encode(&checksum.value);
+    if checksum.composite {
+        format!("{value}-{part_count}")
+    } else {
+        value
+    }
+}
+
+/// `COMPOSITE` or `FULL_OBJECT`.
+#[must_use]
+pub fn type_name(composite: bool) -> &'static str {
+    if composite {
+        "COMPOSITE"
+    } else {
+        "FULL_OBJECT"
+    }
+}
+
+/// Add `x-amz-checksum-<algorithm>` and `x-amz-checksum-type` for each
+/// checksum of an object of `part_count` parts (0: not multipart).
+pub fn insert_headers(headers: &mut HeaderMap, checksums: &[Checksum], part_count: usize) {
     for checksum in checksums {
-        let value = base64::engine::general_purpose::STANDARD.encode(&checksum.value);
         headers.insert(
             HeaderName::from_static(header_name(checksum.algorithm)),
-            HeaderValue::from_str(&value).expect("base64 is ASCII"),
+            HeaderValue::from_str(&display_value(checksum, part_count)).expect("base64 is ASCII"),
         );
-    }
-    if !checksums.is_empty() {
         headers.insert(
             HeaderName::from_static("x-amz-checksum-type"),
-            HeaderValue::from_static("FULL_OBJECT"),
+            HeaderValue::from_static(type_name(checksum.composite)),
         );
+    }
+}
+
+/// The XML element of `algorithm` in multipart bodies (`ChecksumCRC32`...).
+#[must_use]
+pub fn element_name(algorithm: ChecksumAlgorithm) -> &'static str {
+    match algorithm {
+        ChecksumAlgorithm::Crc32 => "ChecksumCRC32",
+        ChecksumAlgorithm::Crc32c => "ChecksumCRC32C",
+        ChecksumAlgorithm::Crc64Nvme => "ChecksumCRC64NVME",
+        ChecksumAlgorithm::Sha1 => "ChecksumSHA1",
+        ChecksumAlgorithm::Sha256 => "ChecksumSHA256",
+    }
+}
+
+/// The checksum of a multipart object from its parts' checksums (in
+/// order, with the parts' sizes): `COMPOSITE`, the digest of the
+/// concatenated part digests; `FULL_OBJECT`, the CRC of the whole object,
+/// combined from the parts' CRCs without reading any data.
+#[must_use]
+pub fn combine(algorithm: ChecksumAlgorithm, composite: bool, parts: &[(&[u8], u64)]) -> Checksum {
+    let value = if composite {
+        let mut hasher = Hasher::new(algorithm);
+        for (part, _) in parts {
+            hasher.update(part);
+        }
+        hasher.finish(algorithm)
+    } else {
+        use crc_fast::CrcAlgorithm;
+        let crc = match algorithm {
+            ChecksumAlgorithm::Crc32 => CrcAlgorithm::Crc32IsoHdlc,
+            ChecksumAlgorithm::Crc32c => CrcAlgorithm::Crc32Iscsi,
+            ChecksumAlgorithm::Crc64Nvme => CrcAlgorithm::Crc64Nvme,
+            ChecksumAlgorithm::Sha1 | ChecksumAlgorithm::Sha256 => {
+                unreachable!("FULL_OBJECT is refused for the SHAs at creation")
+            }
+        };
+        let as_u64 = |bytes: &[u8]| {
+            let mut padded = [0_u8; 8];
+            padded[8 - bytes.len()..].copy_from_slice(bytes);
+            u64::from_be_bytes(padded)
+        };
+        let mut combined = as_u64(&digest(algorithm, b""));
+        for (part, len) in parts {
+            combined = crc_fast::checksum_combine(crc, combined, as_u64(part), *len);
+        }
+        let bytes = combined.to_be_bytes();
+        bytes[8 - algorithm.digest_len()..].to_vec()
+    };
+    Checksum {
+        algorithm,
+        value,
+        composite,
     }
 }
 
@@ -382,6 +462,37 @@ mod tests {
                 digest(algorithm, check),
                 "{algorithm:?}"
             );
+        }
+    }
+
+    #[test]
+    fn multipart_checksums_combine_parts() {
+        let parts: [&[u8]; 3] = [b"first part ", b"", b"and the rest"];
+        let whole: Vec<u8> = parts.concat();
+        for algorithm in [
+            ChecksumAlgorithm::Crc32,
+            ChecksumAlgorithm::Crc32c,
+            ChecksumAlgorithm::Crc64Nvme,
+        ] {
+            let digests: Vec<Vec<u8>> = parts.iter().map(|part| digest(algorithm, part)).collect();
+            let with_lengths: Vec<(&[u8], u64)> = digests
+                .iter()
+                .zip(parts)
+                .map(|(digest, part)| (digest.as_slice(), part.len() as u64))
+                .collect();
+            let full = combine(algorithm, false, &with_lengths);
+            assert_eq!(full.value, digest(algorithm, &whole), "{algorithm:?}");
+            assert!(!full.composite);
+        }
+        for algorithm in ALL {
+            let digests: Vec<Vec<u8>> = parts.iter().map(|part| digest(algorithm, part)).collect();
+            let with_lengths: Vec<(&[u8], u64)> = digests
+                .iter()
+                .map(|digest| (digest.as_slice(), 0))
+                .collect();
+            let composite = combine(algorithm, true, &with_lengths);
+            assert_eq!(composite.value, digest(algorithm, &digests.concat()));
+            assert!(display_value(&composite, 3).ends_with("-3"));
         }
     }
 

@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use md5::{Digest as _, Md5};
 
+use super::checksum::Hasher;
 use super::put::{now_ms, object_names, object_template};
 use super::router::parse_copy_source;
 use super::xml::{self, element};
@@ -41,7 +42,9 @@ use crate::server::sharding::shard_for;
 use crate::server::worker::Worker;
 use crate::storage::index::IndexValue;
 use crate::storage::location::Location;
-use crate::storage::object::{EXTENT_BYTES_MAX, Extent, ObjectBody, ObjectCommit};
+use crate::storage::object::{
+    Checksum, ChecksumAlgorithm, ETag, EXTENT_BYTES_MAX, Extent, ObjectBody, ObjectCommit,
+};
 use crate::storage::shard::{ReadPin, Shard};
 use crate::storage::upload::UploadPart;
 
@@ -58,6 +61,8 @@ pub struct Source {
     seq: u64,
     location: Location,
     pub commit: ObjectCommit,
+    /// Where each extent of the commit starts in the object.
+    extent_starts: Vec<u64>,
     /// For a source on this core.
     local: Option<(Rc<Shard>, ReadPin)>,
 }
@@ -117,6 +122,7 @@ impl Source {
             key: key.to_owned(),
             seq,
             location,
+            extent_starts: extent_starts(&commit),
             commit,
             local,
         })
@@ -135,27 +141,34 @@ impl Source {
     ) -> Result<Vec<u8>, S3Error> {
         let end = start + u64::from(len);
         let mut out = Vec::with_capacity(len as usize);
-        let extents = match &self.commit.body {
-            ObjectBody::Inline(data) => {
-                let from = usize::try_from(start).expect("inline bodies are small");
-                let to = usize::try_from(end).expect("inline bodies are small");
-                return Ok(data[from..to].to_vec());
-            }
-            ObjectBody::Extents(extents) => extents.clone(),
-        };
-        let mut extent_start = 0_u64;
-        for extent in &extents {
+        if let ObjectBody::Inline(data) = &self.commit.body {
+            let from = usize::try_from(start).expect("inline bodies are small");
+            let to = usize::try_from(end).expect("inline bodies are small");
+            return Ok(data[from..to].to_vec());
+        }
+        // The first extent that ends after `start`, found by its offset.
+        let mut index = self
+            .extent_starts
+            .partition_point(|&offset| offset <= start)
+            - 1;
+        while let Some(&extent_start) = self.extent_starts.get(index)
+            && extent_start < end
+        {
+            let ObjectBody::Extents(extents) = &self.commit.body else {
+                unreachable!("checked above");
+            };
+            let extent = extents[index];
             let extent_end = extent_start + u64::from(extent.data_len);
-            if extent_end > start && extent_start < end {
+            if extent_end > start {
                 let from =
                     u32::try_from(start.max(extent_start) - extent_start).expect("in extent");
                 let to = u32::try_from(end.min(extent_end) - extent_start).expect("in extent");
                 let piece = self
-                    .read_piece(worker, extent_start, extent, from, to - from)
+                    .read_piece(worker, extent_start, &extent, from, to - from)
                     .await?;
                 out.extend_from_slice(&piece);
             }
-            extent_start = extent_end;
+            index += 1;
         }
         Ok(out)
     }
@@ -203,6 +216,7 @@ impl Source {
                         return Err(changed());
                     }
                     self.location = again.location;
+                    self.extent_starts = again.extent_starts;
                     self.commit = again.commit;
                     extent = extent_at(&self.commit, object_offset).ok_or_else(changed)?;
                 }
@@ -216,6 +230,21 @@ impl Source {
         }
         Err(changed())
     }
+}
+
+/// The offset in the object where each extent of `commit` starts.
+fn extent_starts(commit: &ObjectCommit) -> Vec<u64> {
+    let ObjectBody::Extents(extents) = &commit.body else {
+        return Vec::new();
+    };
+    extents
+        .iter()
+        .scan(0_u64, |offset, extent| {
+            let start = *offset;
+            *offset += u64::from(extent.data_len);
+            Some(start)
+        })
+        .collect()
 }
 
 /// The extent of `commit` that starts at `object_offset`.
@@ -341,12 +370,14 @@ async fn source_of(worker: &Rc<Worker>, request: &S3Request<'_>) -> Result<Sourc
 }
 
 /// Stream `start..end` of `source` into extents of this core's shard (the
-/// caller holds an upload guard); returns them and their MD5.
+/// caller holds an upload guard); returns them and their MD5, and feeds the
+/// bytes to `hasher`.
 async fn copy_bytes(
     worker: &Rc<Worker>,
     source: &mut Source,
     start: u64,
     end: u64,
+    hasher: &mut Hasher,
 ) -> Result<(Vec<Extent>, [u8; 16]), S3Error> {
     let shard = worker.shard();
     let mut md5 = Md5::new();
@@ -356,6 +387,7 @@ async fn copy_bytes(
         let len = u32::try_from((end - at).min(u64::from(EXTENT_BYTES_MAX))).expect("bounded");
         let bytes = source.read(worker, at, len).await?;
         md5.update(&bytes);
+        hasher.update(&bytes);
         extents.push(shard.append_data(&bytes).await.map_err(S3Error::internal)?);
         at += u64::from(len);
     }
@@ -409,18 +441,47 @@ pub async fn copy_object(
     commit.size = source.commit.size;
     commit.etag = source.commit.etag;
     commit.checksums.clone_from(&source.commit.checksums);
-    commit.part_sizes.clone_from(&source.commit.part_sizes);
+    commit.part_sizes.clear();
     commit.last_modified_ms = now_ms();
     let shard = worker.shard();
     let mut guard = None;
+    let multipart = matches!(source.commit.etag, ETag::Multipart { .. });
     commit.body = match (&source.commit.body, &source.local) {
-        // On this core: name the same bytes.
-        (body, Some(_)) => body.clone(),
-        (ObjectBody::Inline(data), None) => ObjectBody::Inline(data.clone()),
-        (ObjectBody::Extents(_), None) => {
+        (ObjectBody::Inline(data), _) => ObjectBody::Inline(data.clone()),
+        // On this core: name the same bytes. A multipart source is copied
+        // instead, as below, because its copy is one part with the MD5 of
+        // its bytes as its ETag, as on AWS.
+        (body, Some(_)) if !multipart => body.clone(),
+        (ObjectBody::Extents(_), _) => {
             guard = Some(shard.begin_upload());
+            // A whole-object checksum of the source is checked against the
+            // bytes copied; a composite one cannot be, and the copy gets a
+            // CRC64NVME instead.
+            let whole = source
+                .commit
+                .checksums
+                .iter()
+                .find(|c| !c.composite)
+                .cloned();
+            let algorithm = whole
+                .as_ref()
+                .map_or(ChecksumAlgorithm::Crc64Nvme, |c| c.algorithm);
+            let mut hasher = Hasher::new(algorithm);
             let size = source.commit.size;
-            let (extents, _) = copy_bytes(worker, &mut source, 0, size).await?;
+            let (extents, md5) = copy_bytes(worker, &mut source, 0, size, &mut hasher).await?;
+            let value = hasher.finish(algorithm);
+            if whole.as_ref().is_some_and(|whole| whole.value != value) {
+                return Err(S3Error::internal(format!(
+                    "the copy source {}/{} does not match its stored checksum",
+                    source.bucket, source.key
+                )));
+            }
+            commit.etag = ETag::Md5(md5);
+            commit.checksums = vec![Checksum {
+                algorithm,
+                value,
+                composite: false,
+            }];
             ObjectBody::Extents(extents)
         }
     };
@@ -488,9 +549,9 @@ pub async fn upload_part_copy(
         return Err(super::bucket::no_such_bucket(bucket));
     }
     let shard = worker.shard();
-    if !shard.has_upload(bucket, key, upload_id) {
+    let Some(spec) = shard.upload_checksum(bucket, key, upload_id) else {
         return Err(super::multipart::no_such_upload(upload_id));
-    }
+    };
     let mut source = source_of(worker, request).await?;
     let range_header = request
         .head
@@ -508,14 +569,22 @@ pub async fn upload_part_copy(
         .with_extra("MaxSizeAllowed", limits::PART_BYTES_MAX.to_string()));
     }
     let guard = shard.begin_upload();
-    let (extents, md5) = copy_bytes(worker, &mut source, start, end).await?;
+    let algorithm = spec.map_or(ChecksumAlgorithm::Crc64Nvme, |spec| spec.algorithm);
+    let mut hasher = Hasher::new(algorithm);
+    let (extents, md5) = copy_bytes(worker, &mut source, start, end, &mut hasher).await?;
     drop(source);
+    let part_checksum = Checksum {
+        algorithm,
+        value: hasher.finish(algorithm),
+        composite: false,
+    };
     let part = UploadPart {
         upload_id: upload_id.to_owned(),
         part_number: u16::try_from(part_number).expect("the router checks part numbers"),
         size: end - start,
         md5,
         last_modified_ms: now_ms(),
+        checksum: Some(part_checksum.clone()),
         extents,
     };
     let last_modified_ms = part.last_modified_ms;
@@ -532,6 +601,11 @@ pub async fn upload_part_copy(
         &crate::storage::object::ETag::Md5(md5).to_header_value(),
     );
     element(&mut out, "LastModified", &xml::timestamp(last_modified_ms));
+    element(
+        &mut out,
+        super::checksum::element_name(algorithm),
+        &super::checksum::display_value(&part_checksum, 0),
+    );
     out.push_str("</CopyPartResult>");
     Ok(Response::xml(out))
 }

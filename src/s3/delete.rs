@@ -192,23 +192,27 @@ pub async fn delete_objects(
         }
     }
     let deleted_ms = now_ms();
-    for (shard, keys) in by_shard.into_iter().enumerate() {
-        if keys.is_empty() {
-            continue;
-        }
-        let (indexes, keys): (Vec<usize>, Vec<String>) = keys.into_iter().unzip();
-        let reply = worker
-            .mesh
-            .call(
-                worker,
-                shard,
-                Request::DeleteKeys {
-                    bucket: bucket.to_owned(),
-                    keys,
-                    deleted_ms,
-                },
-            )
-            .await;
+    // Every owning core deletes its share at the same time.
+    let calls: Vec<_> = by_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, keys)| !keys.is_empty())
+        .map(|(shard, keys)| {
+            let (indexes, keys): (Vec<usize>, Vec<String>) = keys.into_iter().unzip();
+            let request = Request::DeleteKeys {
+                bucket: bucket.to_owned(),
+                keys,
+                deleted_ms,
+            };
+            let worker = Rc::clone(worker);
+            glommio::spawn_local(async move {
+                let reply = worker.mesh.call(&worker, shard, request).await;
+                (indexes, reply)
+            })
+        })
+        .collect();
+    for call in calls {
+        let (indexes, reply) = call.await;
         let results = match reply {
             Ok(Reply::Deleted(results)) => results,
             Ok(other) => unreachable!("DeleteKeys answered {other:?}"),

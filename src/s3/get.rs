@@ -170,7 +170,7 @@ pub async fn get_object(
     let mut headers = HeaderMap::new();
     object_headers(&mut headers, &commit)?;
     if wants_whole_object_checksums(request, part_number) {
-        super::checksum::insert_headers(&mut headers, &commit.checksums);
+        super::checksum::insert_headers(&mut headers, &commit.checksums, commit.part_sizes.len());
     }
     for (name, value) in overrides {
         headers.insert(name, value);

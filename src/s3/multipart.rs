@@ -10,10 +10,14 @@
 //! concatenated binary MD5s of the parts named in the completion, then
 //! `-<count>`, as AWS computes it.
 //!
-//! A part's `x-amz-checksum-*` (header or trailer) is checked like a
-//! `PutObject` body's and returned, but not yet stored with the part: the
-//! object a completion makes carries no checksum yet (`COMPOSITE` and
-//! `FULL_OBJECT` multipart checksums are still to come).
+//! Checksums: an upload created with `x-amz-checksum-algorithm` (and
+//! `x-amz-checksum-type`) gives each part a checksum of that algorithm —
+//! the one the part sends (header or trailer, checked like a `PutObject`
+//! body's), or computed — and the completed object a checksum made from
+//! the parts': `COMPOSITE`, the digest of the part digests, shown with
+//! `-<part count>`; or `FULL_OBJECT`, the CRC of the whole object,
+//! combined from the part CRCs without reading the data. The checksums a
+//! completion lists for its parts must match the stored ones.
 //!
 //! Upload ids are 32 hex digits: the creation time in microseconds, then
 //! random bits. They sort by creation time, which is the order AWS lists
@@ -29,7 +33,7 @@ use std::rc::Rc;
 use http::{HeaderValue, StatusCode};
 use md5::{Digest as _, Md5};
 
-use super::checksum::{BodyChecksum, header_name as checksum_header};
+use super::checksum::{self, BodyChecksum};
 use super::list::url_encode;
 use super::put::{content_md5, now_ms, object_names, object_template, receive_extents};
 use super::xml::{self, XmlEvent, element, malformed_xml};
@@ -40,9 +44,10 @@ use crate::limits;
 use crate::s3_error;
 use crate::server::mesh::{Reply, Request};
 use crate::server::worker::Worker;
+use crate::storage::object::{Checksum, ChecksumAlgorithm};
 use crate::storage::object::{ETag, EXTENT_COUNT_MAX, Extent, ObjectBody};
 use crate::storage::shard::uploads::{Completed, Upload, UploadError, UploadListed, UploadQuery};
-use crate::storage::upload::{UploadCreate, UploadEnd, UploadOutcome, UploadPart};
+use crate::storage::upload::{ChecksumSpec, UploadCreate, UploadEnd, UploadOutcome, UploadPart};
 
 /// `NoSuchUpload`, as AWS words it.
 #[must_use]
@@ -84,9 +89,11 @@ pub async fn create_multipart_upload(
     let (bucket, key) = object_names(worker, request)?;
     check_bucket(worker, bucket)?;
     let template = object_template(bucket, key, &request.head.headers)?;
+    let checksum = checksum_spec(&request.head.headers)?;
     let create = UploadCreate {
         upload_id: new_upload_id(),
         initiated_ms: now_ms(),
+        checksum,
         template,
     };
     worker
@@ -103,7 +110,82 @@ pub async fn create_multipart_upload(
     element(&mut out, "Key", key);
     element(&mut out, "UploadId", &create.upload_id);
     out.push_str("</InitiateMultipartUploadResult>");
-    Ok(Response::xml(out))
+    let mut response = Response::xml(out);
+    if let Some(spec) = checksum {
+        response.headers.insert(
+            http::HeaderName::from_static("x-amz-checksum-algorithm"),
+            HeaderValue::from_static(checksum::name(spec.algorithm)),
+        );
+        response.headers.insert(
+            http::HeaderName::from_static("x-amz-checksum-type"),
+            HeaderValue::from_static(checksum::type_name(spec.composite)),
+        );
+    }
+    Ok(response)
+}
+
+/// `x-amz-checksum-algorithm` and `x-amz-checksum-type` of a
+/// `CreateMultipartUpload`, with AWS's defaults and refusals: `COMPOSITE`
+/// unless the algorithm is CRC64NVME (which is `FULL_OBJECT` only); the
+/// SHAs cannot be `FULL_OBJECT`.
+fn checksum_spec(headers: &http::HeaderMap) -> Result<Option<ChecksumSpec>, S3Error> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .map(|value| value.to_str().unwrap_or("\u{fffd}").trim().to_owned())
+    };
+    let algorithm = match text("x-amz-checksum-algorithm") {
+        None => None,
+        Some(value) => Some(checksum::parse_name(&value).ok_or_else(|| {
+            s3_error!(
+                InvalidRequest,
+                "Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]"
+            )
+        })?),
+    };
+    let composite = match text("x-amz-checksum-type") {
+        None => None,
+        Some(value) if value.eq_ignore_ascii_case("COMPOSITE") => Some(true),
+        Some(value) if value.eq_ignore_ascii_case("FULL_OBJECT") => Some(false),
+        Some(_) => {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Value for x-amz-checksum-type header is invalid."
+            ));
+        }
+    };
+    let Some(algorithm) = algorithm else {
+        return match composite {
+            None => Ok(None),
+            Some(_) => Err(s3_error!(
+                InvalidRequest,
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header."
+            )),
+        };
+    };
+    let is_crc64 = algorithm == ChecksumAlgorithm::Crc64Nvme;
+    let is_sha = matches!(
+        algorithm,
+        ChecksumAlgorithm::Sha1 | ChecksumAlgorithm::Sha256
+    );
+    let composite = composite.unwrap_or(!is_crc64);
+    if composite && is_crc64 {
+        return Err(s3_error!(
+            InvalidRequest,
+            "The COMPOSITE checksum type cannot be used with the crc64nvme checksum algorithm."
+        ));
+    }
+    if !composite && is_sha {
+        return Err(s3_error!(
+            InvalidRequest,
+            "The FULL_OBJECT checksum type cannot be used with the {} checksum algorithm.",
+            checksum::name(algorithm).to_ascii_lowercase()
+        ));
+    }
+    Ok(Some(ChecksumSpec {
+        algorithm,
+        composite,
+    }))
 }
 
 pub async fn upload_part(
@@ -116,9 +198,9 @@ pub async fn upload_part(
     let (bucket, key) = object_names(worker, request)?;
     check_bucket(worker, bucket)?;
     let shard = worker.shard();
-    if !shard.has_upload(bucket, key, upload_id) {
+    let Some(spec) = shard.upload_checksum(bucket, key, upload_id) else {
         return Err(no_such_upload(upload_id));
-    }
+    };
     let size = body.declared_len().ok_or_else(|| {
         s3_error!(
             MissingContentLength,
@@ -134,7 +216,7 @@ pub async fn upload_part(
         .with_extra("MaxSizeAllowed", limits::PART_BYTES_MAX.to_string()));
     }
     let content_md5 = content_md5(&request.head.headers)?;
-    let mut checksum = BodyChecksum::from_request(&request.head.headers)?;
+    let mut checksum = part_checksum(&request.head.headers, spec)?;
     let guard = shard.begin_upload();
     let (extents, md5) = receive_extents(&shard, body, size, &mut checksum).await?;
     if let Some(expected) = content_md5
@@ -145,7 +227,6 @@ pub async fn upload_part(
             "The Content-MD5 you specified did not match what we received."
         ));
     }
-    // Checked here; not yet stored with the part (see the module doc).
     let part_checksum = checksum.finish(body.trailers())?;
     let part = UploadPart {
         upload_id: upload_id.to_owned(),
@@ -153,21 +234,41 @@ pub async fn upload_part(
         size,
         md5,
         last_modified_ms: now_ms(),
+        checksum: Some(part_checksum.clone()),
         extents,
     };
     store_part(worker, part).await?;
     drop(guard);
     let etag = HeaderValue::from_str(&ETag::Md5(md5).to_header_value()).expect("hex is ASCII");
     let mut response = Response::new(StatusCode::OK).with_header(http::header::ETAG, etag);
-    let value = base64::Engine::encode(
-        &base64::engine::general_purpose::STANDARD,
-        &part_checksum.value,
-    );
     response.headers.insert(
-        http::HeaderName::from_static(checksum_header(part_checksum.algorithm)),
-        HeaderValue::from_str(&value).expect("base64 is ASCII"),
+        http::HeaderName::from_static(checksum::header_name(part_checksum.algorithm)),
+        HeaderValue::from_str(&checksum::display_value(&part_checksum, 0))
+            .expect("base64 is ASCII"),
     );
     Ok(response)
+}
+
+/// The checksum of a part's body: what the request sends, which must be of
+/// the upload's algorithm if it has one; else that algorithm (or CRC64NVME)
+/// computed.
+pub fn part_checksum(
+    headers: &http::HeaderMap,
+    spec: Option<ChecksumSpec>,
+) -> Result<BodyChecksum, S3Error> {
+    let default = spec.map_or(ChecksumAlgorithm::Crc64Nvme, |spec| spec.algorithm);
+    let body = BodyChecksum::from_request_or(headers, default)?;
+    if let Some(spec) = spec
+        && body.algorithm() != spec.algorithm
+    {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+            checksum::name(spec.algorithm).to_ascii_lowercase(),
+            checksum::name(body.algorithm()).to_ascii_lowercase()
+        ));
+    }
+    Ok(body)
 }
 
 /// Store a part on this core's shard (the caller holds an upload guard
@@ -186,6 +287,8 @@ pub async fn store_part(worker: &Rc<Worker>, part: UploadPart) -> Result<(), S3E
 struct RequestedPart {
     number: Option<u32>,
     etag: Option<String>,
+    /// `ChecksumCRC32` and the like, as sent.
+    checksums: Vec<(ChecksumAlgorithm, String)>,
 }
 
 fn parse_complete(body: &[u8]) -> Result<Vec<RequestedPart>, S3Error> {
@@ -200,7 +303,14 @@ fn parse_complete(body: &[u8]) -> Result<Vec<RequestedPart>, S3Error> {
                         part.number = Some(text.trim().parse().map_err(|_| malformed_xml())?);
                     }
                     "ETag" => part.etag = Some(text),
-                    _ => {}
+                    other => {
+                        if let Some(algorithm) = checksum::ALL
+                            .into_iter()
+                            .find(|algorithm| checksum::element_name(*algorithm) == other)
+                        {
+                            part.checksums.push((algorithm, text.trim().to_owned()));
+                        }
+                    }
                 }
             }
             _ => {}
@@ -252,7 +362,7 @@ pub async fn complete_multipart_upload(
         // Completed already (a client retrying a completion whose answer
         // it lost gets the same answer), or unknown.
         return match completed_before(&shard) {
-            Some(done) => Ok(complete_result(request, &done)),
+            Some(done) => Ok(complete_result(request, &done, None)),
             None => Err(no_such_upload(upload_id)),
         };
     };
@@ -260,12 +370,24 @@ pub async fn complete_multipart_upload(
         return Err(no_such_upload(upload_id));
     };
 
-    let (etag, part_sizes, extents) = assemble(&upload, &requested, upload_id)?;
+    let Assembled {
+        etag,
+        part_sizes,
+        extents,
+        checksums: part_checksums,
+    } = assemble(&upload, &requested, upload_id)?;
     let size = part_sizes.iter().sum();
+    let object_checksum = object_checksum(
+        upload.create.checksum,
+        &part_checksums,
+        &part_sizes,
+        &request.head.headers,
+    )?;
     let mut commit = upload.create.template.clone();
     commit.size = size;
     commit.etag = etag;
     commit.last_modified_ms = now_ms();
+    commit.checksums = object_checksum.iter().cloned().collect();
     commit.part_sizes = part_sizes;
     commit.body = ObjectBody::Extents(extents);
     let end = UploadEnd {
@@ -286,7 +408,53 @@ pub async fn complete_multipart_upload(
             key: key.to_owned(),
             etag,
         },
+        object_checksum
+            .as_ref()
+            .map(|sum| (sum, commit.part_sizes.len())),
     ))
+}
+
+/// The checksum of the object a completion makes, from its parts' (see the
+/// module doc); a whole-object value the completion request sends in an
+/// `x-amz-checksum-*` header must match it.
+fn object_checksum(
+    spec: Option<ChecksumSpec>,
+    parts: &[Option<Checksum>],
+    sizes: &[u64],
+    headers: &http::HeaderMap,
+) -> Result<Option<Checksum>, S3Error> {
+    let Some(spec) = spec else {
+        return Ok(None);
+    };
+    let mut with_sizes = Vec::with_capacity(parts.len());
+    for (part, size) in parts.iter().zip(sizes) {
+        match part {
+            Some(part) if part.algorithm == spec.algorithm => {
+                with_sizes.push((part.value.as_slice(), *size));
+            }
+            _ => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "A part of this upload has no {} checksum.",
+                    checksum::name(spec.algorithm)
+                ));
+            }
+        }
+    }
+    let combined = checksum::combine(spec.algorithm, spec.composite, &with_sizes);
+    if let Some(sent) = headers.get(checksum::header_name(spec.algorithm)) {
+        let sent = sent.to_str().unwrap_or_default().trim();
+        let ours = checksum::display_value(&combined, parts.len());
+        let without_count = ours.split('-').next().unwrap_or_default();
+        if sent != ours && sent != without_count {
+            return Err(s3_error!(
+                BadDigest,
+                "The {} you specified did not match the calculated checksum.",
+                checksum::name(spec.algorithm)
+            ));
+        }
+    }
+    Ok(Some(combined))
 }
 
 /// The object the parts named by a completion make: its `ETag`, part sizes
@@ -295,8 +463,9 @@ fn assemble(
     upload: &Upload,
     requested: &[RequestedPart],
     upload_id: &str,
-) -> Result<(ETag, Vec<u64>, Vec<Extent>), S3Error> {
+) -> Result<Assembled, S3Error> {
     let mut previous: Option<u32> = None;
+    let mut checksums = Vec::with_capacity(requested.len());
     let mut md5s = Md5::new();
     let mut extents = Vec::new();
     let mut part_sizes = Vec::with_capacity(requested.len());
@@ -336,9 +505,23 @@ fn assemble(
             .with_extra("ProposedSize", part.size.to_string())
             .with_extra("MinSizeAllowed", limits::PART_BYTES_MIN.to_string()));
         }
+        for (algorithm, sent) in &wanted.checksums {
+            let matches = part.checksum.as_ref().is_some_and(|stored| {
+                stored.algorithm == *algorithm && checksum::display_value(stored, 0) == *sent
+            });
+            if !matches {
+                return Err(s3_error!(
+                    InvalidPart,
+                    "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified checksum may not match the part's checksum."
+                )
+                .with_extra("UploadId", upload_id)
+                .with_extra("PartNumber", number.to_string()));
+            }
+        }
         md5s.update(part.md5);
         extents.extend_from_slice(&part.extents);
         part_sizes.push(part.size);
+        checksums.push(part.checksum.clone());
     }
     let size: u64 = part_sizes.iter().sum();
     if size > limits::MULTIPART_OBJECT_BYTES_MAX || extents.len() > EXTENT_COUNT_MAX {
@@ -357,10 +540,28 @@ fn assemble(
         part_count: u16::try_from(requested.len())
             .expect("part numbers are distinct and at most 10,000"),
     };
-    Ok((etag, part_sizes, extents))
+    Ok(Assembled {
+        etag,
+        part_sizes,
+        extents,
+        checksums,
+    })
 }
 
-fn complete_result(request: &S3Request<'_>, done: &Completed) -> Response {
+/// What [`assemble`] makes of a completion's parts.
+struct Assembled {
+    etag: ETag,
+    part_sizes: Vec<u64>,
+    extents: Vec<Extent>,
+    /// Each part's stored checksum, in order.
+    checksums: Vec<Option<Checksum>>,
+}
+
+fn complete_result(
+    request: &S3Request<'_>,
+    done: &Completed,
+    checksum: Option<(&Checksum, usize)>,
+) -> Response {
     let host = request
         .head
         .headers
@@ -386,6 +587,14 @@ fn complete_result(request: &S3Request<'_>, done: &Completed) -> Response {
     element(&mut out, "Bucket", &done.bucket);
     element(&mut out, "Key", &done.key);
     element(&mut out, "ETag", &done.etag.to_header_value());
+    if let Some((sum, part_count)) = checksum {
+        element(
+            &mut out,
+            checksum::element_name(sum.algorithm),
+            &checksum::display_value(sum, part_count),
+        );
+        element(&mut out, "ChecksumType", checksum::type_name(sum.composite));
+    }
     out.push_str("</CompleteMultipartUploadResult>");
     Response::xml(out)
 }
@@ -468,7 +677,9 @@ pub fn list_parts(
         .map(|(part, _)| part)
         .filter(|part| usize::from(part.part_number) > marker);
     let page: Vec<&UploadPart> = parts.by_ref().take(max_parts).collect();
-    let truncated = parts.next().is_some();
+    // An empty page cannot say where the next one starts, so it is not
+    // truncated (as for `max-keys=0`).
+    let truncated = max_parts > 0 && parts.next().is_some();
     let mut out = String::with_capacity(512 + page.len() * 200);
     out.push_str(xml::XML_DECLARATION);
     out.push_str("<ListPartsResult xmlns=\"");
@@ -500,6 +711,13 @@ pub fn list_parts(
             &xml::timestamp(part.last_modified_ms),
         );
         element(&mut out, "ETag", &ETag::Md5(part.md5).to_header_value());
+        if let Some(sum) = &part.checksum {
+            element(
+                &mut out,
+                checksum::element_name(sum.algorithm),
+                &checksum::display_value(sum, 0),
+            );
+        }
         let _ = write!(out, "<Size>{}</Size></Part>", part.size);
     }
     out.push_str("</ListPartsResult>");
@@ -576,7 +794,9 @@ pub async fn list_multipart_uploads(
     }
     all.sort_by_key(position);
     all.dedup();
-    let truncated = all.len() > max_uploads;
+    // An empty page cannot say where the next one starts, so it is not
+    // truncated (as for `max-keys=0`).
+    let truncated = max_uploads > 0 && all.len() > max_uploads;
     all.truncate(max_uploads);
 
     let page = UploadsPage {

@@ -91,7 +91,7 @@ pub async fn put_object(
     drop(upload);
     let etag = HeaderValue::from_str(&commit.etag.to_header_value()).expect("hex is ASCII");
     let mut response = Response::new(StatusCode::OK).with_header(http::header::ETAG, etag);
-    super::checksum::insert_headers(&mut response.headers, &commit.checksums);
+    super::checksum::insert_headers(&mut response.headers, &commit.checksums, 0);
     Ok(response)
 }
 

@@ -205,13 +205,20 @@ impl ChecksumAlgorithm {
     }
 }
 
-/// One checksum of the whole object, as the client sent it (decoded from
-/// base64).
+/// One checksum of the object (decoded from base64).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checksum {
     pub algorithm: ChecksumAlgorithm,
     pub value: Vec<u8>,
+    /// `false`: of the whole object's bytes (AWS's `FULL_OBJECT`). `true`:
+    /// of a multipart object's part checksums, concatenated (AWS's
+    /// `COMPOSITE`, shown with `-<part count>`). Stored as the high bit of
+    /// the algorithm byte.
+    pub composite: bool,
 }
+
+/// The bit of a stored checksum's algorithm byte that marks it composite.
+pub const CHECKSUM_COMPOSITE_BIT: u8 = 0x80;
 
 /// One `Data` record of an object's body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,7 +395,12 @@ impl ObjectCommit {
         out.push(u8::try_from(self.checksums.len()).expect("at most CHECKSUM_COUNT_MAX"));
         for checksum in &self.checksums {
             assert_eq!(checksum.value.len(), checksum.algorithm.digest_len());
-            out.push(checksum.algorithm as u8);
+            let composite = if checksum.composite {
+                CHECKSUM_COMPOSITE_BIT
+            } else {
+                0
+            };
+            out.push(checksum.algorithm as u8 | composite);
             out.push(u8::try_from(checksum.value.len()).expect("digests are short"));
             out.extend_from_slice(&checksum.value);
         }
@@ -490,21 +502,7 @@ impl ObjectCommit {
         if user_metadata_len(&user_metadata) > limits::USER_METADATA_BYTES_MAX {
             return Err(error("user metadata past the limit"));
         }
-        let checksum_count = usize::from(reader.u8()?);
-        if checksum_count > CHECKSUM_COUNT_MAX {
-            return Err(error("too many checksums"));
-        }
-        let mut checksums = Vec::with_capacity(checksum_count);
-        for _ in 0..checksum_count {
-            let algorithm = ChecksumAlgorithm::from_u8(reader.u8()?)
-                .ok_or(error("unknown checksum algorithm"))?;
-            let len = usize::from(reader.u8()?);
-            if len != algorithm.digest_len() {
-                return Err(error("checksum length does not match its algorithm"));
-            }
-            let value = reader.take(len)?.to_vec();
-            checksums.push(Checksum { algorithm, value });
-        }
+        let checksums = decode_checksums(&mut reader)?;
         let body = decode_body(&mut reader, size)?;
         reader.finish()?;
         let [
@@ -603,6 +601,31 @@ impl Relocation {
             version,
         })
     }
+}
+
+/// The checksums of a commit.
+fn decode_checksums(reader: &mut Reader<'_>) -> Result<Vec<Checksum>, DecodeError> {
+    let checksum_count = usize::from(reader.u8()?);
+    if checksum_count > CHECKSUM_COUNT_MAX {
+        return Err(error("too many checksums"));
+    }
+    let mut checksums = Vec::with_capacity(checksum_count);
+    for _ in 0..checksum_count {
+        let byte = reader.u8()?;
+        let algorithm = ChecksumAlgorithm::from_u8(byte & !CHECKSUM_COMPOSITE_BIT)
+            .ok_or(error("unknown checksum algorithm"))?;
+        let len = usize::from(reader.u8()?);
+        if len != algorithm.digest_len() {
+            return Err(error("checksum length does not match its algorithm"));
+        }
+        let value = reader.take(len)?.to_vec();
+        checksums.push(Checksum {
+            algorithm,
+            value,
+            composite: byte & CHECKSUM_COMPOSITE_BIT != 0,
+        });
+    }
+    Ok(checksums)
 }
 
 /// The body of a commit, which must hold exactly `size` bytes.
@@ -789,10 +812,12 @@ mod tests {
                 Checksum {
                     algorithm: ChecksumAlgorithm::Crc32c,
                     value: vec![1, 2, 3, 4],
+                    composite: true,
                 },
                 Checksum {
                     algorithm: ChecksumAlgorithm::Sha256,
                     value: vec![7; 32],
+                    composite: false,
                 },
             ],
             part_sizes: vec![u64::from(EXTENT_BYTES_MAX), u64::from(EXTENT_BYTES_MAX), 5],

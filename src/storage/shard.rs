@@ -742,8 +742,12 @@ fn replay(
             );
         }
         Kind::UploadCreate | Kind::UploadPart | Kind::UploadEnd => {
+            let at = SegmentPosition {
+                segment: location.segment,
+                offset: location.offset,
+            };
             multipart
-                .replay(kind, location.segment, payload)
+                .replay(kind, at, payload)
                 .map_err(|what| ShardError::Decode { location, what })?;
         }
         Kind::Data | Kind::Padding => {}

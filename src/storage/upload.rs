@@ -16,6 +16,8 @@
 //!   u8      layout = 1
 //!   str16   upload id
 //!   i64     initiated_ms
+//!   u8      checksum      0 = none, else the algorithm (as in ObjectCommit),
+//!                         with 0x80 set for COMPOSITE (else FULL_OBJECT)
 //!   …       the object-to-be as an ObjectCommit payload (size 0, no extents,
 //!           ETag of zeros): bucket, key, system headers, user metadata
 //!
@@ -26,6 +28,7 @@
 //!   u64     size
 //!   [u8;16] MD5 of the part (its ETag)
 //!   i64     last_modified_ms
+//!   u8      checksum algorithm, 0 = none; then its digest
 //!   u32     extent count, then count × extent (as in ObjectCommit)
 //!
 //! UploadEnd
@@ -42,8 +45,8 @@
 //! is checked before use and the encoding is canonical.
 
 use super::object::{
-    self, DecodeError, ETag, EXTENT_BYTES, EXTENT_COUNT_MAX, Extent, ObjectBody, ObjectCommit,
-    Reader, error, push_name,
+    self, CHECKSUM_COMPOSITE_BIT, Checksum, ChecksumAlgorithm, DecodeError, ETag, EXTENT_BYTES,
+    EXTENT_COUNT_MAX, Extent, ObjectBody, ObjectCommit, Reader, error, push_name,
 };
 use crate::limits;
 
@@ -55,11 +58,24 @@ const LAYOUT: u8 = 1;
 const OUTCOME_COMPLETED: u8 = 1;
 const OUTCOME_ABORTED: u8 = 2;
 
+/// The checksum an upload was created with (`x-amz-checksum-algorithm`
+/// and `x-amz-checksum-type`): every part gets one of `algorithm`, and the
+/// object one made of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChecksumSpec {
+    pub algorithm: ChecksumAlgorithm,
+    /// `COMPOSITE` (a checksum of the parts' checksums), else
+    /// `FULL_OBJECT` (the CRC of the whole object, combined from the
+    /// parts').
+    pub composite: bool,
+}
+
 /// `CreateMultipartUpload`: the upload and the object it will make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadCreate {
     pub upload_id: String,
     pub initiated_ms: i64,
+    pub checksum: Option<ChecksumSpec>,
     /// The object's bucket, key, system headers and user metadata; its
     /// size, `ETag`, parts and body are filled in at completion.
     pub template: ObjectCommit,
@@ -74,6 +90,8 @@ pub struct UploadPart {
     /// The part's `ETag`: the MD5 of its bytes.
     pub md5: [u8; 16],
     pub last_modified_ms: i64,
+    /// The part's checksum, of the upload's algorithm.
+    pub checksum: Option<Checksum>,
     pub extents: Vec<Extent>,
 }
 
@@ -104,6 +122,14 @@ impl UploadCreate {
         out.push(LAYOUT);
         push_name(&mut out, &self.upload_id, UPLOAD_ID_BYTES_MAX);
         out.extend_from_slice(&self.initiated_ms.to_le_bytes());
+        out.push(self.checksum.map_or(0, |spec| {
+            spec.algorithm as u8
+                | if spec.composite {
+                    CHECKSUM_COMPOSITE_BIT
+                } else {
+                    0
+                }
+        }));
         out.extend_from_slice(&template);
         out
     }
@@ -113,6 +139,14 @@ impl UploadCreate {
         layout(&mut reader)?;
         let upload_id = reader.name(UPLOAD_ID_BYTES_MAX, "upload id too long")?;
         let initiated_ms = reader.i64()?;
+        let checksum = match reader.u8()? {
+            0 => None,
+            byte => Some(ChecksumSpec {
+                algorithm: ChecksumAlgorithm::from_u8(byte & !CHECKSUM_COMPOSITE_BIT)
+                    .ok_or(error("unknown checksum algorithm"))?,
+                composite: byte & CHECKSUM_COMPOSITE_BIT != 0,
+            }),
+        };
         let template = ObjectCommit::decode(reader.bytes)?;
         if template.size != 0
             || template.body != ObjectBody::Extents(Vec::new())
@@ -123,6 +157,7 @@ impl UploadCreate {
         Ok(UploadCreate {
             upload_id,
             initiated_ms,
+            checksum,
             template,
         })
     }
@@ -148,6 +183,15 @@ impl UploadPart {
         out.extend_from_slice(&self.size.to_le_bytes());
         out.extend_from_slice(&self.md5);
         out.extend_from_slice(&self.last_modified_ms.to_le_bytes());
+        match &self.checksum {
+            None => out.push(0),
+            Some(checksum) => {
+                assert!(!checksum.composite, "a part's checksum is of its bytes");
+                assert_eq!(checksum.value.len(), checksum.algorithm.digest_len());
+                out.push(checksum.algorithm as u8);
+                out.extend_from_slice(&checksum.value);
+            }
+        }
         let count = u32::try_from(self.extents.len()).expect("at most EXTENT_COUNT_MAX");
         out.extend_from_slice(&count.to_le_bytes());
         for extent in &self.extents {
@@ -174,6 +218,18 @@ impl UploadPart {
         }
         let md5 = reader.array()?;
         let last_modified_ms = reader.i64()?;
+        let checksum = match reader.u8()? {
+            0 => None,
+            byte => {
+                let algorithm =
+                    ChecksumAlgorithm::from_u8(byte).ok_or(error("unknown checksum algorithm"))?;
+                Some(Checksum {
+                    algorithm,
+                    value: reader.take(algorithm.digest_len())?.to_vec(),
+                    composite: false,
+                })
+            }
+        };
         // The extents have the layout of a commit's body.
         let mut body = Vec::with_capacity(1 + reader.bytes.len());
         body.push(2);
@@ -189,6 +245,7 @@ impl UploadPart {
             size,
             md5,
             last_modified_ms,
+            checksum,
             extents,
         })
     }
@@ -308,6 +365,11 @@ mod tests {
             size: 1024 * 1024 + 5,
             md5: [9; 16],
             last_modified_ms: 1_700_000_000_000,
+            checksum: Some(Checksum {
+                algorithm: ChecksumAlgorithm::Crc32c,
+                value: vec![1, 2, 3, 4],
+                composite: false,
+            }),
             extents: vec![data_extent(3, 4096, 1024 * 1024), data_extent(4, 0, 5)],
         }
     }
@@ -341,14 +403,29 @@ mod tests {
         let create = UploadCreate {
             upload_id: "abc".into(),
             initiated_ms: 42,
+            checksum: None,
             template: template(),
         };
         assert_eq!(UploadCreate::decode(&create.encode()).unwrap(), create);
+        for composite in [false, true] {
+            let with_checksum = UploadCreate {
+                checksum: Some(ChecksumSpec {
+                    algorithm: ChecksumAlgorithm::Sha256,
+                    composite,
+                }),
+                ..create.clone()
+            };
+            assert_eq!(
+                UploadCreate::decode(&with_checksum.encode()).unwrap(),
+                with_checksum
+            );
+        }
         assert_eq!(UploadPart::decode(&part().encode()).unwrap(), part());
         let empty = UploadPart {
             size: 0,
             extents: Vec::new(),
             part_number: 1,
+            checksum: None,
             ..part()
         };
         assert_eq!(UploadPart::decode(&empty.encode()).unwrap(), empty);
@@ -362,6 +439,7 @@ mod tests {
         let create = UploadCreate {
             upload_id: "abc".into(),
             initiated_ms: 42,
+            checksum: None,
             template: template(),
         };
         let [completed, aborted] = ends();

@@ -468,6 +468,17 @@ impl Shard {
         while self.pinned(segment) {
             glommio::timer::sleep(Duration::from_millis(10)).await;
         }
+        // A reader that pinned the segment may have committed something
+        // that names it while we waited (a copy within this core names its
+        // source's extents): check again, with no await before the delete.
+        let referenced = self
+            .compaction
+            .referenced_late
+            .borrow_mut()
+            .remove(&segment);
+        if referenced || self.upload_may_use(segment) || self.multipart_holds(segment) {
+            return Ok(false);
+        }
         self.reader.forget(segment);
         std::fs::remove_file(self.dir.join(segment_file_name(segment))).map_err(ShardError::Io)?;
         crash_point("compaction-after-delete");

@@ -59,8 +59,12 @@ use crate::storage::upload::{UploadCreate, UploadEnd, UploadOutcome, UploadPart}
 pub struct Upload {
     pub create: UploadCreate,
     create_segment: SegmentId,
-    /// Stored parts by number, with the segment of each part's record.
-    pub parts: BTreeMap<u16, (UploadPart, SegmentId)>,
+    /// Stored parts by number, with where each part's record is.
+    pub parts: BTreeMap<u16, (UploadPart, SegmentPosition)>,
+    /// Parts replaced while a completion ran: that completion may name
+    /// their data, so it stays held until the upload ends or the
+    /// completion gives up.
+    retired: Vec<(UploadPart, SegmentPosition)>,
     /// A completion or abort is under way: other ones wait for it.
     ending: bool,
 }
@@ -176,26 +180,57 @@ impl Uploads {
                 create,
                 create_segment: segment,
                 parts: BTreeMap::new(),
+                retired: Vec::new(),
                 ending: false,
             },
         );
     }
 
-    /// Store a part; `false` when its upload is not in progress.
-    pub fn apply_part(&mut self, part: UploadPart, segment: SegmentId) -> bool {
+    /// Store a part whose record is `at`; `false` when its upload is not in
+    /// progress. Of two records of one part number, the later one wins,
+    /// whatever order they are applied in (two stores can be made durable
+    /// by one sync and applied in either order; replay applies them in
+    /// record order).
+    pub fn apply_part(&mut self, part: UploadPart, at: SegmentPosition) -> bool {
         let Some(upload) = self.by_id.get_mut(&part.upload_id) else {
             return false;
         };
+        if upload
+            .parts
+            .get(&part.part_number)
+            .is_some_and(|(_, known)| *known > at)
+        {
+            return true;
+        }
         let extent_segments: Vec<SegmentId> = part.extent_segments().collect();
-        let replaced = upload.parts.insert(part.part_number, (part, segment));
-        self.hold(segment);
+        let replaced = upload.parts.insert(part.part_number, (part, at));
+        let to_release = match replaced {
+            Some(old) if upload.ending => {
+                upload.retired.push(old);
+                None
+            }
+            other => other,
+        };
+        self.hold(at.segment);
         for extent_segment in extent_segments {
             self.hold(extent_segment);
         }
-        if let Some((old, old_segment)) = replaced {
-            self.release_part(&old, old_segment);
+        if let Some((old, old_at)) = to_release {
+            self.release_part(&old, old_at.segment);
         }
         true
+    }
+
+    /// A completion or abort of `upload_id` is over without ending it.
+    fn stop_ending(&mut self, upload_id: &str) {
+        let Some(upload) = self.by_id.get_mut(upload_id) else {
+            return;
+        };
+        upload.ending = false;
+        let retired = std::mem::take(&mut upload.retired);
+        for (part, at) in retired {
+            self.release_part(&part, at.segment);
+        }
     }
 
     pub fn apply_end(&mut self, end: &UploadEnd) {
@@ -206,8 +241,8 @@ impl Uploads {
                 end.upload_id.clone(),
             ));
             self.release(upload.create_segment);
-            for (part, segment) in upload.parts.values() {
-                self.release_part(part, *segment);
+            for (part, at) in upload.parts.values().chain(&upload.retired) {
+                self.release_part(part, at.segment);
             }
         }
         if let UploadOutcome::Completed { etag } = end.outcome {
@@ -240,17 +275,17 @@ impl Uploads {
     pub fn replay(
         &mut self,
         kind: Kind,
-        segment: SegmentId,
+        at: SegmentPosition,
         payload: &[u8],
     ) -> Result<(), &'static str> {
         match kind {
             Kind::UploadCreate => {
                 let create = UploadCreate::decode(payload).map_err(|error| error.what)?;
-                self.apply_create(create, segment);
+                self.apply_create(create, at.segment);
             }
             Kind::UploadPart => {
                 let part = UploadPart::decode(payload).map_err(|error| error.what)?;
-                self.apply_part(part, segment);
+                self.apply_part(part, at);
             }
             Kind::UploadEnd => {
                 let end = UploadEnd::decode(payload).map_err(|error| error.what)?;
@@ -316,9 +351,10 @@ impl Uploads {
     pub fn encode_snapshot(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(SNAPSHOT_MAGIC);
-        let mut push = |tag: u8, segment: SegmentId, payload: &[u8]| {
+        let mut push = |tag: u8, at: SegmentPosition, payload: &[u8]| {
             out.push(tag);
-            out.extend_from_slice(&segment.to_le_bytes());
+            out.extend_from_slice(&at.segment.to_le_bytes());
+            out.extend_from_slice(&at.offset.to_le_bytes());
             out.extend_from_slice(
                 &u32::try_from(payload.len())
                     .expect("records are bounded")
@@ -329,9 +365,13 @@ impl Uploads {
         // Oldest first, so that a decode applies them in a valid order.
         for (_, _, upload_id) in &self.by_key {
             let upload = &self.by_id[upload_id];
-            push(TAG_CREATE, upload.create_segment, &upload.create.encode());
-            for (part, segment) in upload.parts.values() {
-                push(TAG_PART, *segment, &part.encode());
+            let created = SegmentPosition {
+                segment: upload.create_segment,
+                offset: 0,
+            };
+            push(TAG_CREATE, created, &upload.create.encode());
+            for (part, at) in upload.parts.values().chain(&upload.retired) {
+                push(TAG_PART, *at, &part.encode());
             }
         }
         for upload_id in &self.completed_order {
@@ -345,7 +385,7 @@ impl Uploads {
                     etag: completed.etag,
                 },
             };
-            push(TAG_COMPLETED, 0, &end.encode());
+            push(TAG_COMPLETED, SegmentPosition::START, &end.encode());
         }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -365,22 +405,26 @@ impl Uploads {
         let mut uploads = Uploads::default();
         while let Some((&tag, after)) = rest.split_first() {
             let (segment, after) = after.split_first_chunk::<4>().ok_or("truncated entry")?;
+            let (offset, after) = after.split_first_chunk::<8>().ok_or("truncated entry")?;
             let (len, after) = after.split_first_chunk::<4>().ok_or("truncated entry")?;
             let len = u32::from_le_bytes(*len) as usize;
             if after.len() < len {
                 return Err("truncated entry");
             }
             let (payload, after) = after.split_at(len);
-            let segment = SegmentId::from_le_bytes(*segment);
+            let at = SegmentPosition {
+                segment: SegmentId::from_le_bytes(*segment),
+                offset: u64::from_le_bytes(*offset),
+            };
             match tag {
-                TAG_CREATE => uploads.replay(Kind::UploadCreate, segment, payload)?,
+                TAG_CREATE => uploads.replay(Kind::UploadCreate, at, payload)?,
                 TAG_PART => {
                     let part = UploadPart::decode(payload).map_err(|error| error.what)?;
-                    if !uploads.apply_part(part, segment) {
+                    if !uploads.apply_part(part, at) {
                         return Err("a part of an unknown upload");
                     }
                 }
-                TAG_COMPLETED => uploads.replay(Kind::UploadEnd, segment, payload)?,
+                TAG_COMPLETED => uploads.replay(Kind::UploadEnd, at, payload)?,
                 _ => return Err("unknown entry"),
             }
             rest = after;
@@ -389,7 +433,7 @@ impl Uploads {
     }
 }
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"RSUPLD01";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"RSUPLD02";
 const TAG_CREATE: u8 = 1;
 const TAG_PART: u8 = 2;
 const TAG_COMPLETED: u8 = 3;
@@ -501,6 +545,24 @@ impl Shard {
             })
     }
 
+    /// The checksum the upload `upload_id` of `bucket`/`key` was created
+    /// with; `None` when the upload is not in progress.
+    #[must_use]
+    pub fn upload_checksum(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Option<Option<crate::storage::upload::ChecksumSpec>> {
+        self.multipart
+            .borrow()
+            .get(upload_id)
+            .filter(|upload| {
+                upload.create.template.bucket == bucket && upload.create.template.key == key
+            })
+            .map(|upload| upload.create.checksum)
+    }
+
     /// Begin an upload: durable, then known.
     pub async fn create_upload(&self, create: UploadCreate) -> Result<(), ShardError> {
         let (location, _) = self
@@ -528,10 +590,13 @@ impl Shard {
             .await?;
         let result = self.writer.sync(location).await;
         let stored = result.is_ok()
-            && self
-                .multipart
-                .borrow_mut()
-                .apply_part(part, location.segment);
+            && self.multipart.borrow_mut().apply_part(
+                part,
+                SegmentPosition {
+                    segment: location.segment,
+                    offset: location.offset,
+                },
+            );
         self.unmark_pending(location, None);
         result.map_err(ShardError::from)?;
         if stored {
@@ -636,15 +701,10 @@ pub struct EndingGuard {
 
 impl Drop for EndingGuard {
     fn drop(&mut self) {
-        if let Some(upload) = self
-            .shard
+        self.shard
             .multipart
             .borrow_mut()
-            .by_id
-            .get_mut(&self.upload_id)
-        {
-            upload.ending = false;
-        }
+            .stop_ending(&self.upload_id);
     }
 }
 
@@ -659,6 +719,7 @@ mod tests {
         UploadCreate {
             upload_id: id.into(),
             initiated_ms: 7,
+            checksum: None,
             template: ObjectCommit {
                 bucket: "b".into(),
                 key: key.into(),
@@ -686,6 +747,7 @@ mod tests {
             size: 10 * segments.len() as u64,
             md5: [u8::try_from(number % 256).unwrap(); 16],
             last_modified_ms: 9,
+            checksum: None,
             extents: segments
                 .iter()
                 .map(|&segment| Extent {
@@ -710,6 +772,10 @@ mod tests {
         }
     }
 
+    fn at(segment: SegmentId, offset: u64) -> SegmentPosition {
+        SegmentPosition { segment, offset }
+    }
+
     fn held(uploads: &Uploads) -> Vec<SegmentId> {
         uploads.segments.keys().copied().collect()
     }
@@ -718,12 +784,12 @@ mod tests {
     fn segments_are_held_while_an_upload_needs_them() {
         let mut uploads = Uploads::default();
         uploads.apply_create(create("u1", "k"), 1);
-        assert!(uploads.apply_part(part("u1", 1, &[2, 3]), 3));
+        assert!(uploads.apply_part(part("u1", 1, &[2, 3]), at(3, 0)));
         assert_eq!(held(&uploads), [1, 2, 3]);
         // Replacing part 1 releases the old part's segments.
-        assert!(uploads.apply_part(part("u1", 1, &[5]), 5));
+        assert!(uploads.apply_part(part("u1", 1, &[5]), at(5, 0)));
         assert_eq!(held(&uploads), [1, 5]);
-        assert!(!uploads.apply_part(part("nope", 1, &[6]), 6));
+        assert!(!uploads.apply_part(part("nope", 1, &[6]), at(6, 0)));
         assert!(uploads.bucket_has_uploads("b"));
         assert!(!uploads.bucket_has_uploads("c"));
         uploads.apply_end(&end("u1", "k", UploadOutcome::Aborted));
@@ -733,16 +799,50 @@ mod tests {
     }
 
     #[test]
+    fn the_later_record_of_a_part_wins_in_any_order() {
+        let mut uploads = Uploads::default();
+        uploads.apply_create(create("u", "k"), 1);
+        let (earlier, later) = (part("u", 1, &[2]), part("u", 1, &[3]));
+        // Applied later first, as two tasks woken by one sync may be.
+        assert!(uploads.apply_part(later.clone(), at(3, 4096)));
+        assert!(uploads.apply_part(earlier, at(3, 0)));
+        assert_eq!(uploads.get("u").unwrap().parts[&1].0, later);
+        assert_eq!(held(&uploads), [1, 3]);
+    }
+
+    #[test]
+    fn parts_replaced_during_a_completion_stay_held_until_it_is_over() {
+        let mut uploads = Uploads::default();
+        uploads.apply_create(create("u", "k"), 1);
+        assert!(uploads.apply_part(part("u", 1, &[2]), at(2, 0)));
+        uploads.by_id.get_mut("u").unwrap().ending = true;
+        assert!(uploads.apply_part(part("u", 1, &[4]), at(4, 0)));
+        assert_eq!(
+            held(&uploads),
+            [1, 2, 4],
+            "the completion may name segment 2"
+        );
+        // The completion failed: the replaced part is released.
+        uploads.stop_ending("u");
+        assert_eq!(held(&uploads), [1, 4]);
+        // Or it ended the upload: everything is released.
+        uploads.by_id.get_mut("u").unwrap().ending = true;
+        assert!(uploads.apply_part(part("u", 1, &[5]), at(5, 0)));
+        uploads.apply_end(&end("u", "k", UploadOutcome::Aborted));
+        assert!(held(&uploads).is_empty());
+    }
+
+    #[test]
     fn snapshots_round_trip_and_replay_is_idempotent() {
-        let records: Vec<(Kind, SegmentId, Vec<u8>)> = vec![
-            (Kind::UploadCreate, 1, create("u1", "k").encode()),
-            (Kind::UploadCreate, 1, create("u2", "j").encode()),
-            (Kind::UploadPart, 2, part("u1", 1, &[2]).encode()),
-            (Kind::UploadPart, 3, part("u2", 3, &[3]).encode()),
-            (Kind::UploadPart, 4, part("u1", 1, &[4]).encode()),
+        let records: Vec<(Kind, SegmentPosition, Vec<u8>)> = vec![
+            (Kind::UploadCreate, at(1, 0), create("u1", "k").encode()),
+            (Kind::UploadCreate, at(1, 0), create("u2", "j").encode()),
+            (Kind::UploadPart, at(2, 0), part("u1", 1, &[2]).encode()),
+            (Kind::UploadPart, at(3, 0), part("u2", 3, &[3]).encode()),
+            (Kind::UploadPart, at(4, 0), part("u1", 1, &[4]).encode()),
             (
                 Kind::UploadEnd,
-                4,
+                at(4, 8192),
                 end(
                     "u2",
                     "j",
@@ -755,7 +855,7 @@ mod tests {
                 )
                 .encode(),
             ),
-            (Kind::UploadPart, 5, part("u1", 2, &[5]).encode()),
+            (Kind::UploadPart, at(5, 0), part("u1", 2, &[5]).encode()),
         ];
         let mut all = Uploads::default();
         for (kind, segment, payload) in &records {
