@@ -87,6 +87,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use glommio::io::DmaFile;
 
 use crate::storage::catalog::Catalog;
+use crate::storage::digest::Hasher;
 use crate::storage::index::{
     Checkpoint, Etag, Index, IndexEntry, IndexKey, IndexValue, SegmentPosition,
 };
@@ -1438,17 +1439,48 @@ impl<'a> ShardCheck<'a> {
                 );
                 continue;
             }
-            if let ObjectBody::Extents(extents) = &commit.body {
-                for (number, extent) in extents.iter().enumerate() {
-                    self.check_extent(reader, &name, version.location, number, extent)
-                        .await;
+            // The bytes must also match the object's whole-object checksum.
+            let whole = commit.checksums.iter().find(|checksum| !checksum.composite);
+            let mut hasher = whole.map(|checksum| Hasher::new(checksum.algorithm));
+            let mut complete = true;
+            match &commit.body {
+                ObjectBody::Inline(data) => {
+                    if let Some(hasher) = &mut hasher {
+                        hasher.update(data);
+                    }
                 }
+                ObjectBody::Extents(extents) => {
+                    for (number, extent) in extents.iter().enumerate() {
+                        complete &= self
+                            .check_extent(
+                                reader,
+                                &name,
+                                version.location,
+                                number,
+                                extent,
+                                &mut hasher,
+                            )
+                            .await;
+                    }
+                }
+            }
+            if let (Some(whole), Some(hasher), true) = (whole, hasher, complete)
+                && hasher.finish(whole.algorithm) != whole.value
+            {
+                self.findings.damage(
+                    self.place(version.location.segment, version.location.offset),
+                    format!(
+                        "the bytes of object {name} do not match its stored {:?} checksum",
+                        whole.algorithm
+                    ),
+                );
             }
         }
     }
 
     /// One extent of a live object is a whole, valid `Data` record of its
-    /// length, inside the verified records, before its commit.
+    /// length, inside the verified records, before its commit. Its bytes go
+    /// to `hasher`; returns whether they could be read.
     async fn check_extent(
         &mut self,
         reader: &SegmentReader<ReadOnlyDir>,
@@ -1456,7 +1488,8 @@ impl<'a> ShardCheck<'a> {
         commit: Location,
         number: usize,
         extent: &Extent,
-    ) {
+        hasher: &mut Option<Hasher>,
+    ) -> bool {
         let location = extent.location;
         let place = self.place(location.segment, location.offset);
         let what = format!("extent {number} of object {name}");
@@ -1475,7 +1508,7 @@ impl<'a> ShardCheck<'a> {
             None => {
                 self.findings
                     .damage(place, format!("{what} is in a segment that does not exist"));
-                return;
+                return false;
             }
             // Past damage, the read below is the only check there is.
             Some(&end)
@@ -1488,21 +1521,32 @@ impl<'a> ShardCheck<'a> {
                         "{what} is past the verified records of its segment (they end at {end})"
                     ),
                 );
-                return;
+                return false;
             }
             Some(_) => {}
         }
         match reader.read(location, Kind::Data).await {
-            Ok(payload) if payload.len() == extent.data_len as usize => {}
-            Ok(payload) => self.findings.damage(
-                place,
-                format!(
-                    "{what} holds {} bytes, its commit says {}",
-                    payload.len(),
-                    extent.data_len
-                ),
-            ),
-            Err(error) => self.findings.damage(place, format!("{what}: {error}")),
+            Ok(payload) if payload.len() == extent.data_len as usize => {
+                if let Some(hasher) = hasher {
+                    hasher.update(&payload);
+                }
+                true
+            }
+            Ok(payload) => {
+                self.findings.damage(
+                    place,
+                    format!(
+                        "{what} holds {} bytes, its commit says {}",
+                        payload.len(),
+                        extent.data_len
+                    ),
+                );
+                false
+            }
+            Err(error) => {
+                self.findings.damage(place, format!("{what}: {error}"));
+                false
+            }
         }
     }
 }
@@ -1834,6 +1878,59 @@ mod tests {
         // The live objects are still counted from the segments.
         assert!(report.is_damaged());
         assert_eq!(report.totals().live_object_count, 3, "{report}");
+    }
+
+    #[test]
+    fn bytes_that_do_not_match_their_stored_checksum_are_damage() {
+        // Goal: an object whose records are sound but whose bytes are not
+        // the ones its stored whole-object checksum was computed over (a
+        // bug, or damage that kept a valid CRC) is damage; a matching one
+        // and a composite one are not.
+        let temp = data_dir(&["bucket-a"]);
+        let dir = shard_dir(temp.path(), 0);
+        run_on_executor(move || async move {
+            let shard = Rc::new(Shard::open(&dir).await.unwrap());
+            for (key, len, stored_over, composite) in [
+                ("inline-good", 100, 100, false),
+                ("inline-bad", 100, 99, false),
+                (
+                    "extents-good",
+                    2 * 1024 * 1024 + 3,
+                    2 * 1024 * 1024 + 3,
+                    false,
+                ),
+                ("extents-bad", 2 * 1024 * 1024 + 3, 5, false),
+                ("composite", 100, 1, true),
+            ] {
+                let bytes = data(3, len);
+                let algorithm = crate::storage::object::ChecksumAlgorithm::Crc32c;
+                let body = if len <= crate::storage::object::INLINE_BYTES_MAX {
+                    ObjectBody::Inline(bytes.clone())
+                } else {
+                    let mut extents = Vec::new();
+                    for piece in bytes.chunks(EXTENT_BYTES_MAX as usize) {
+                        extents.push(shard.append_data(piece).await.unwrap());
+                    }
+                    ObjectBody::Extents(extents)
+                };
+                let mut commit = commit("bucket-a", key, &bytes, body);
+                commit.checksums = vec![crate::storage::object::Checksum {
+                    algorithm,
+                    value: crate::storage::digest::digest(algorithm, &bytes[..stored_over]),
+                    composite,
+                }];
+                shard.commit(&commit).await.unwrap();
+            }
+        });
+        let report = run(temp.path()).unwrap();
+        let text = damage(&report).join("\n");
+        for key in ["inline-bad", "extents-bad"] {
+            assert!(
+                text.contains(&format!("object bucket-a/{key} do not match its stored")),
+                "{text}"
+            );
+        }
+        assert_eq!(damage(&report).len(), 2, "{text}");
     }
 
     #[test]

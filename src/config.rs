@@ -94,6 +94,8 @@ pub struct FileConfig {
     /// directory: segments of any size are read back).
     pub segment_bytes: Option<u64>,
     pub compaction_interval_ms: Option<u64>,
+    pub scrub_bytes_per_second: Option<u64>,
+    pub scrub_pause_ms: Option<u64>,
 }
 
 /// The resolved configuration the server runs with.
@@ -112,6 +114,10 @@ pub struct Config {
     pub connections_per_core_max: usize,
     pub segment_bytes: u64,
     pub compaction_interval_ms: u64,
+    /// How fast each core's scrub reads its objects; 0 turns scrubbing off.
+    pub scrub_bytes_per_second: u64,
+    /// Pause between two scrub passes over a core's objects.
+    pub scrub_pause_ms: u64,
 }
 
 #[derive(Debug)]
@@ -196,6 +202,12 @@ impl Config {
             compaction_interval_ms: file
                 .compaction_interval_ms
                 .unwrap_or(limits::COMPACTION_INTERVAL_MS_DEFAULT),
+            scrub_bytes_per_second: file
+                .scrub_bytes_per_second
+                .unwrap_or(limits::SCRUB_BYTES_PER_SECOND_DEFAULT),
+            scrub_pause_ms: file
+                .scrub_pause_ms
+                .unwrap_or(limits::SCRUB_PAUSE_MS_DEFAULT),
         };
         config.validate(online)?;
         Ok(config)
@@ -253,6 +265,7 @@ impl Config {
             ("idle_timeout_ms", self.idle_timeout_ms),
             ("body_read_timeout_ms", self.body_read_timeout_ms),
             ("compaction_interval_ms", self.compaction_interval_ms),
+            ("scrub_pause_ms", self.scrub_pause_ms),
         ] {
             if value == 0 {
                 return Err(ConfigError(format!("{name} must be at least 1")));

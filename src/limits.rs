@@ -114,6 +114,15 @@ pub const CONNECTIONS_PER_CORE_MAX_DEFAULT: usize = 4096;
 /// nothing; a pass walks the index.
 pub const COMPACTION_INTERVAL_MS_DEFAULT: u64 = 10_000;
 
+/// Default rate at which each core's scrub reads and verifies its objects:
+/// 32 MiB/s is a few percent of a disk's sequential read, so it never
+/// competes much with clients, and still reads a terabyte per core in
+/// about nine hours.
+pub const SCRUB_BYTES_PER_SECOND_DEFAULT: u64 = 32 * 1024 * 1024;
+
+/// Default pause between two scrub passes over a core's objects.
+pub const SCRUB_PAUSE_MS_DEFAULT: u64 = 3_600_000;
+
 /// Smallest `segment_bytes` setting: the largest record (a 4 MiB payload
 /// plus its header) and a seal must fit, with room to spare. Small
 /// segments are for tests that want compaction to happen quickly.

@@ -163,6 +163,12 @@ pub async fn get_object(
     else {
         unreachable!("lookup returns live objects only");
     };
+    if shard.is_damaged(bucket, key, entry.seq) {
+        // Found damaged by the scrub: never served as if it were whole.
+        return Err(S3Error::internal(format!(
+            "{bucket}/{key} is damaged (found by the scrub)"
+        )));
+    }
     let commit = shard
         .read_commit(location)
         .await

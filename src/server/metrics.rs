@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::storage::shard::CompactionStats;
+use crate::storage::shard::{CompactionStats, ScrubStats};
 
 /// Upper bounds of the request-latency histogram, in seconds. They span a
 /// cached small GET (tens of microseconds) to a multi-GiB transfer.
@@ -33,6 +33,7 @@ pub struct MetricsSnapshot {
     /// The shard's segment files, in bytes (a gauge, read at the scrape).
     pub segment_bytes: u64,
     pub compaction: CompactionStats,
+    pub scrub: ScrubStats,
 }
 
 /// The counters one core owns.
@@ -109,6 +110,11 @@ impl MetricsSnapshot {
         mine.bytes_copied += theirs.bytes_copied;
         mine.versions_moved += theirs.versions_moved;
         mine.failures += theirs.failures;
+        let (mine, theirs) = (&mut self.scrub, &other.scrub);
+        mine.passes += theirs.passes;
+        mine.objects_verified += theirs.objects_verified;
+        mine.bytes_verified += theirs.bytes_verified;
+        mine.objects_damaged += theirs.objects_damaged;
     }
 }
 
@@ -191,9 +197,10 @@ type Series = (
     fn(&MetricsSnapshot) -> u64,
 );
 
-/// The per-core storage series: segment bytes and compaction counters.
+/// The per-core storage series: segment bytes, compaction and scrub
+/// counters.
 fn render_storage(out: &mut String, per_shard: &[MetricsSnapshot]) {
-    let per_core: [Series; 7] = [
+    let per_core: [Series; 11] = [
         (
             "ringstore_segment_bytes",
             "gauge",
@@ -235,6 +242,30 @@ fn render_storage(out: &mut String, per_shard: &[MetricsSnapshot]) {
             "counter",
             "Compaction passes or segments that failed (logged; retried or left for a check), by core.",
             |s| s.compaction.failures,
+        ),
+        (
+            "ringstore_scrub_passes_total",
+            "counter",
+            "Scrub passes over every live object completed, by core.",
+            |s| s.scrub.passes,
+        ),
+        (
+            "ringstore_scrub_verified_objects_total",
+            "counter",
+            "Objects the scrub read and found whole, by core.",
+            |s| s.scrub.objects_verified,
+        ),
+        (
+            "ringstore_scrub_verified_bytes_total",
+            "counter",
+            "Bytes of the objects the scrub found whole, by core.",
+            |s| s.scrub.bytes_verified,
+        ),
+        (
+            "ringstore_scrub_damaged_objects_total",
+            "counter",
+            "Objects the scrub found damaged (logged; GETs of them answer 500), by core.",
+            |s| s.scrub.objects_damaged,
         ),
     ];
     for (name, kind, help, value) in per_core {

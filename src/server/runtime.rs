@@ -215,6 +215,10 @@ async fn serve_core(
         Ok(shard) => {
             let shard = Rc::new(shard);
             shard.start_compaction(Duration::from_millis(setup.config.compaction_interval_ms));
+            shard.start_scrub(
+                setup.config.scrub_bytes_per_second,
+                Duration::from_millis(setup.config.scrub_pause_ms),
+            );
             worker.set_shard(shard);
         }
         Err(error) => {

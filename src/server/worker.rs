@@ -260,6 +260,7 @@ impl super::mesh::Handler for Worker {
                     let shard = self.shard();
                     snapshot.segment_bytes = shard.segment_bytes();
                     snapshot.compaction = shard.compaction_stats();
+                    snapshot.scrub = shard.scrub_stats();
                     Reply::Metrics(Box::new(snapshot))
                 }
                 Request::InstallCatalog(catalog) => {

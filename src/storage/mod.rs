@@ -11,6 +11,7 @@
 //!   `shard::compaction`) the reclaiming of space.
 
 pub mod catalog;
+pub mod digest;
 pub mod index;
 pub mod location;
 pub mod object;

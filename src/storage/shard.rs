@@ -54,9 +54,11 @@ use std::rc::Rc;
 
 mod compaction;
 pub mod listing;
+mod scrub;
 pub mod uploads;
 
 pub use compaction::{COMPACTION_LIVE_PERCENT_MAX, CompactionStats};
+pub use scrub::ScrubStats;
 
 use super::index::{
     Checkpoint, Etag, Index, IndexEntry, IndexError, IndexKey, IndexValue, SegmentPosition,
@@ -149,6 +151,7 @@ pub struct Shard {
     compaction: compaction::State,
     /// Multipart uploads in progress (see `uploads`).
     multipart: RefCell<uploads::Uploads>,
+    scrub: scrub::State,
 }
 
 /// Keeps the segments an object's records are in from being deleted by
@@ -296,6 +299,7 @@ impl Shard {
             uploads: Rc::new(RefCell::new(BTreeMap::new())),
             compaction: compaction::State::new(options.segment_bytes_max),
             multipart: RefCell::new(multipart),
+            scrub: scrub::State::default(),
         })
     }
 
