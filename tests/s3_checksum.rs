@@ -532,3 +532,79 @@ fn multipart_checksums_are_composite_or_full_object() {
     );
     response.assert_s3_error(400, "InvalidRequest");
 }
+
+/// Content-MD5 is checked on every operation whose body carries it:
+/// CreateBucket and CompleteMultipartUpload here (PutObject, UploadPart and
+/// DeleteObjects have their own tests); a mismatch changes nothing.
+#[test]
+fn content_md5_is_checked_on_every_body() {
+    let server = Server::start();
+    let config = b"<CreateBucketConfiguration><LocationConstraint>us-east-1</LocationConstraint></CreateBucketConfiguration>";
+    let wrong = base64(&Md5::digest(b"other"));
+    server
+        .send_signed(
+            &server
+                .request("PUT", "/md5-bucket")
+                .body(config)
+                .header("content-md5", &wrong),
+        )
+        .assert_s3_error(400, "BadDigest");
+    let head = server.send_signed(&server.request("HEAD", "/md5-bucket"));
+    assert_eq!(head.status, 404, "the bucket was created");
+    let right = base64(&Md5::digest(config));
+    let created = server.send_signed(
+        &server
+            .request("PUT", "/md5-bucket")
+            .body(config)
+            .header("content-md5", &right),
+    );
+    assert_eq!(created.status, 200, "{}", created.text());
+
+    let client = server.client();
+    let (id, etag) = common::block_on(async {
+        let id = client
+            .create_multipart_upload()
+            .bucket("md5-bucket")
+            .key("k")
+            .send()
+            .await
+            .unwrap()
+            .upload_id()
+            .unwrap()
+            .to_owned();
+        let part = client
+            .upload_part()
+            .bucket("md5-bucket")
+            .key("k")
+            .upload_id(&id)
+            .part_number(1)
+            .body(ByteStream::from_static(b"part"))
+            .send()
+            .await
+            .unwrap();
+        (id, part.e_tag().unwrap().to_owned())
+    });
+    let body = format!(
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+    );
+    let path = format!("/md5-bucket/k?uploadId={id}");
+    server
+        .send_signed(
+            &server
+                .request("POST", &path)
+                .body(body.as_bytes())
+                .header("content-md5", &wrong),
+        )
+        .assert_s3_error(400, "BadDigest");
+    assert_missing(&server, "/md5-bucket/k");
+    let right = base64(&Md5::digest(body.as_bytes()));
+    let done = server.send_signed(
+        &server
+            .request("POST", &path)
+            .body(body.as_bytes())
+            .header("content-md5", &right),
+    );
+    assert_eq!(done.status, 200, "{}", done.text());
+    let head = server.send_signed(&server.request("HEAD", "/md5-bucket/k"));
+    assert_eq!(head.status, 200);
+}

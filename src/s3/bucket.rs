@@ -115,9 +115,10 @@ pub async fn create_bucket(
             "Object lock is not implemented by this server"
         ));
     }
-    let configuration = xml::parse_create_bucket_configuration(
-        &body.read_to_vec(limits::XML_BODY_BYTES_MAX).await?,
-    )?;
+    let data = body.read_to_vec(limits::XML_BODY_BYTES_MAX).await?;
+    super::put::check_content_md5(&request.head.headers, &data)?;
+    super::checksum::verify(&request.head.headers, body.trailers(), &data)?;
+    let configuration = xml::parse_create_bucket_configuration(&data)?;
     let region = &worker.config.region;
     if let Some(constraint) = configuration.location_constraint.as_deref()
         && !constraint.is_empty()

@@ -19,7 +19,7 @@ use std::rc::Rc;
 
 use http::StatusCode;
 
-use super::put::{content_md5, now_ms, object_names};
+use super::put::{check_content_md5, now_ms, object_names};
 use super::xml::{self, XmlEvent, element, malformed_xml};
 use super::{Response, S3Request};
 use crate::error::S3Error;
@@ -107,32 +107,19 @@ fn parse_delete(body: &[u8]) -> Result<(Vec<Requested>, bool), S3Error> {
 /// The integrity check `DeleteObjects` requires: `Content-MD5`, or an
 /// `x-amz-checksum-*` header or trailer; whichever is sent must match.
 fn check_integrity(
-    content_md5: Option<[u8; 16]>,
     headers: &http::HeaderMap,
     trailers: &[(String, String)],
     data: &[u8],
 ) -> Result<(), S3Error> {
     let checksummed = super::checksum::verify(headers, trailers, data)?;
-    match content_md5 {
-        Some(expected) => {
-            use md5::Digest as _;
-            let digest: [u8; 16] = md5::Md5::digest(data).into();
-            if digest != expected {
-                return Err(s3_error!(
-                    BadDigest,
-                    "The Content-MD5 you specified did not match what we received."
-                ));
-            }
-        }
-        None if checksummed => {}
-        None => {
-            return Err(s3_error!(
-                InvalidRequest,
-                "Missing required header for this request: Content-MD5"
-            ));
-        }
+    if check_content_md5(headers, data)? || checksummed {
+        Ok(())
+    } else {
+        Err(s3_error!(
+            InvalidRequest,
+            "Missing required header for this request: Content-MD5"
+        ))
     }
-    Ok(())
 }
 
 /// What happened to one key.
@@ -155,9 +142,8 @@ pub async fn delete_objects(
         return Err(super::bucket::no_such_bucket(bucket));
     }
     let headers = &request.head.headers;
-    let content_md5 = content_md5(headers)?;
     let data = body.read_to_vec(limits::XML_BODY_BYTES_MAX).await?;
-    check_integrity(content_md5, headers, body.trailers(), &data)?;
+    check_integrity(headers, body.trailers(), &data)?;
     let (objects, quiet) = parse_delete(&data)?;
 
     let shard_count = worker.mesh.shard_count();

@@ -35,7 +35,9 @@ use md5::{Digest as _, Md5};
 
 use super::checksum::{self, BodyChecksum};
 use super::list::url_encode;
-use super::put::{content_md5, now_ms, object_names, object_template, receive_extents};
+use super::put::{
+    check_content_md5, content_md5, now_ms, object_names, object_template, receive_extents,
+};
 use super::xml::{self, XmlEvent, element, malformed_xml};
 use super::{Response, S3Request};
 use crate::error::S3Error;
@@ -345,6 +347,8 @@ pub async fn complete_multipart_upload(
     check_bucket(worker, bucket)?;
     let shard = worker.shard();
     let body = body.read_to_vec(limits::XML_BODY_BYTES_MAX).await?;
+    // An `x-amz-checksum-*` header here is the object's, not the body's.
+    check_content_md5(&request.head.headers, &body)?;
     let requested = parse_complete(&body)?;
     let completed_before = |shard: &crate::storage::shard::Shard| {
         shard

@@ -242,6 +242,22 @@ pub(super) fn content_md5(headers: &HeaderMap) -> Result<Option<[u8; 16]>, S3Err
     Ok(Some(digest))
 }
 
+/// Check a body held in memory against its `Content-MD5`, if it has one;
+/// returns whether it had one.
+pub(super) fn check_content_md5(headers: &HeaderMap, data: &[u8]) -> Result<bool, S3Error> {
+    let Some(expected) = content_md5(headers)? else {
+        return Ok(false);
+    };
+    let digest: [u8; 16] = Md5::digest(data).into();
+    if digest != expected {
+        return Err(s3_error!(
+            BadDigest,
+            "The Content-MD5 you specified did not match what we received."
+        ));
+    }
+    Ok(true)
+}
+
 /// A system-metadata header as text. A header sent on several lines is
 /// one comma-separated list, as HTTP defines (RFC 9110, 5.3).
 fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, S3Error> {
