@@ -533,9 +533,10 @@ fn multipart_checksums_are_composite_or_full_object() {
     response.assert_s3_error(400, "InvalidRequest");
 }
 
-/// Content-MD5 is checked on every operation whose body carries it:
-/// CreateBucket and CompleteMultipartUpload here (PutObject, UploadPart and
-/// DeleteObjects have their own tests); a mismatch changes nothing.
+/// `Content-MD5` is checked on every operation whose body carries it:
+/// `CreateBucket` and `CompleteMultipartUpload` here (`PutObject`,
+/// `UploadPart` and `DeleteObjects` have their own tests); a mismatch
+/// changes nothing.
 #[test]
 fn content_md5_is_checked_on_every_body() {
     let server = Server::start();
