@@ -81,11 +81,19 @@ fn a_flipped_byte_is_found_by_the_scrub_and_the_object_refused() {
         server.stderr().contains("scrub found a damaged object"),
         "the damage is logged"
     );
-    // Refused before any byte is sent, on GET and HEAD alike.
+    // Refused before any byte is sent, on a whole-object GET and on HEAD.
     let get = server.send_signed(&server.request("GET", "/scrub/damaged"));
     get.assert_s3_error(500, "InternalError");
     let head = server.send_signed(&server.request("HEAD", "/scrub/damaged"));
     assert_eq!(head.status, 500);
+    // A range in an extent the damage is not in (the third) is still served.
+    let ranged = server.send_signed(
+        &server
+            .request("GET", "/scrub/damaged")
+            .header("Range", "bytes=2097152-2098151"),
+    );
+    assert_eq!(ranged.status, 206);
+    assert!(ranged.body == damaged[2_097_152..2_098_152]);
     let get = server.send_signed(&server.request("GET", "/scrub/intact"));
     assert_eq!(get.status, 200);
     assert!(get.body == intact);

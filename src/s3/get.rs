@@ -163,12 +163,7 @@ pub async fn get_object(
     else {
         unreachable!("lookup returns live objects only");
     };
-    if shard.is_damaged(bucket, key, entry.seq) {
-        // Found damaged by the scrub: never served as if it were whole.
-        return Err(S3Error::internal(format!(
-            "{bucket}/{key} is damaged (found by the scrub)"
-        )));
-    }
+    refuse_if_damaged(&shard, request, head_only, part_number, entry.seq)?;
     let commit = shard
         .read_commit(location)
         .await
@@ -238,6 +233,30 @@ pub async fn get_object(
         });
     }
     Ok(response)
+}
+
+/// Refuse a whole-object GET or a HEAD of a version the scrub found
+/// damaged: it is never served as if it were whole. A range or a part may
+/// still be read: every extent is checked against its CRC as it is read, so
+/// damage ends that response before a wrong byte.
+fn refuse_if_damaged(
+    shard: &Shard,
+    request: &S3Request<'_>,
+    head_only: bool,
+    part_number: Option<u32>,
+    seq: u64,
+) -> Result<(), S3Error> {
+    let (Some(bucket), Some(key)) = (&request.route.bucket, &request.route.key) else {
+        return Ok(());
+    };
+    let whole_object =
+        part_number.is_none() && !request.head.headers.contains_key(http::header::RANGE);
+    if (head_only || whole_object) && shard.is_damaged(bucket, key, seq) {
+        return Err(S3Error::internal(format!(
+            "{bucket}/{key} is damaged (found by the scrub)"
+        )));
+    }
+    Ok(())
 }
 
 /// Checksums of the whole object are sent only when asked for

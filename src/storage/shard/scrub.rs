@@ -10,9 +10,12 @@
 //!
 //! An object found damaged is logged, counted
 //! (`ringstore_scrub_damaged_objects_total`) and remembered for as long as
-//! that version is the live one: GET and HEAD of it then answer `500`
-//! before sending anything, rather than start a body that would break off
-//! where the damage is. `ringstore check` finds the same damage offline.
+//! that version is the live one: a GET of the whole object and a HEAD then
+//! answer `500` before sending anything, rather than start a body that
+//! would break off where the damage is. Ranges and parts are still served:
+//! every extent is checked against its CRC as it is read, so a response
+//! that reaches the damage ends before a wrong byte. `ringstore check`
+//! finds the same damage offline.
 //!
 //! The rate (`scrub_bytes_per_second`) paces reads against the pass's start
 //! time; between passes the scrub pauses (`scrub_pause_ms`). Objects
