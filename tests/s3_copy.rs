@@ -21,23 +21,10 @@ use std::time::Duration;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
-use common::{Server, ServerOptions, expect_sdk_error};
+use common::{Server, ServerOptions, expect_sdk_error, pattern};
 use ringstore::server::sharding::shard_for;
 
 const MIB: usize = 1024 * 1024;
-
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// A key with `prefix` that lands on `core`.
 fn key_on(bucket: &str, prefix: &str, core: usize) -> String {

@@ -26,7 +26,7 @@ use std::time::Duration;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, EncodingType};
-use common::{Server, ServerOptions, expect_sdk_error};
+use common::{Server, ServerOptions, expect_sdk_error, pattern};
 use md5::{Digest as _, Md5};
 use ringstore::server::sharding::shard_for;
 
@@ -35,19 +35,6 @@ const MIB: usize = 1024 * 1024;
 const PART_MIN: usize = 5 * MIB;
 
 const _: () = assert!(PART_MIN as u64 == ringstore::limits::PART_BYTES_MIN);
-
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 fn md5(data: &[u8]) -> [u8; 16] {
     Md5::digest(data).into()

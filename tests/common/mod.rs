@@ -1958,3 +1958,19 @@ pub fn aws_chunked_put(
     }
     server.sign(&request.body(&body))
 }
+
+/// `len` pseudo-random bytes from `seed` (xorshift64), the same for the
+/// same seed: object bodies that differ everywhere and are cheap to make
+/// again for a comparison.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
