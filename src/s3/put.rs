@@ -23,6 +23,7 @@ use crate::http::body_reader::BodyReader;
 use crate::limits;
 use crate::s3_error;
 use crate::server::worker::Worker;
+use crate::storage::md5_lanes::{Batcher, Md5Stream};
 use crate::storage::object::{
     ETag, EXTENT_BYTES_MAX, Extent, INLINE_BYTES_MAX, ObjectBody, ObjectCommit,
 };
@@ -130,7 +131,10 @@ pub(super) async fn receive_extents(
     size: u64,
     checksum: &mut BodyChecksum,
 ) -> Result<(Vec<Extent>, [u8; 16]), S3Error> {
-    let mut md5 = Md5::new();
+    // The MD5 goes through the core's batcher, which hashes the pieces
+    // that concurrent uploads have ready side by side (md5_lanes).
+    let batcher = Batcher::local();
+    let mut md5 = Md5Stream::new();
     let mut received = 0_u64;
     let mut extents = Vec::new();
     let mut buffer = vec![0_u8; EXTENT_BYTES_MAX as usize];
@@ -139,7 +143,7 @@ pub(super) async fn receive_extents(
         if filled == 0 {
             break;
         }
-        md5.update(&buffer[..filled]);
+        (md5, buffer) = batcher.update(md5, buffer, filled).await;
         checksum.update(&buffer[..filled]);
         received += filled as u64;
         if received > size {
@@ -155,7 +159,7 @@ pub(super) async fn receive_extents(
     if received != size {
         return Err(incomplete_body());
     }
-    Ok((extents, md5.finalize().into()))
+    Ok((extents, md5.finalize()))
 }
 
 fn incomplete_body() -> S3Error {

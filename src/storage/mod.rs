@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod digest;
 pub mod index;
 pub mod location;
+pub mod md5_lanes;
 pub mod object;
 pub mod record;
 pub mod segment;
