@@ -141,7 +141,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
-use glommio::sync::Semaphore;
+use glommio::sync::{Permit, Semaphore};
 
 use crate::storage::location::{Location, SegmentId};
 use crate::storage::record::{self, Header, Kind, RecordError};
@@ -735,7 +735,7 @@ impl<D: SegmentDir> SegmentWriter<D> {
                 flushing: &self.flushing,
                 done: &self.flush_done,
             };
-            let _io = self
+            let io = self
                 .io_lock
                 .acquire_permit(1)
                 .await
@@ -744,7 +744,7 @@ impl<D: SegmentDir> SegmentWriter<D> {
             if self.is_durable(upto) {
                 return Ok(());
             }
-            self.flush().await?;
+            self.flush(io).await?;
         }
     }
 
@@ -908,19 +908,26 @@ impl<D: SegmentDir> SegmentWriter<D> {
         Ok(())
     }
 
-    /// Write out and fdatasync everything appended so far. The caller holds
-    /// the io lock.
-    async fn flush(&self) -> Result<(), StorageError> {
+    /// Write out and fdatasync everything appended so far. The caller hands
+    /// in the io lock, which is released once the writes are done: the
+    /// fdatasync covers every write completed before it starts, and appends
+    /// that fill the buffer meanwhile may write on (a PUT's data no longer
+    /// waits for another PUT's commit sync).
+    async fn flush(&self, io: Permit<'_>) -> Result<(), StorageError> {
         let (segment, target) = {
             let state = self.state.borrow();
             (state.segment, state.appended)
         };
         self.write_pending().await?;
+        drop(io);
         let file = Rc::clone(&self.state.borrow().file);
         file.fdatasync().await.map_err(|error| self.fail(error))?;
         let mut state = self.state.borrow_mut();
-        assert_eq!(state.segment, segment);
-        state.durable = state.durable.max(target);
+        // A roll-over during the fdatasync sealed (and synced) this segment
+        // whole; the durable mark then belongs to the next one.
+        if state.segment == segment {
+            state.durable = state.durable.max(target);
+        }
         Ok(())
     }
 
@@ -935,13 +942,13 @@ impl<D: SegmentDir> SegmentWriter<D> {
             .put_record(Kind::Padding, record::FLAG_SEAL, &ZEROS[..seal_payload])
             .await?;
         assert_eq!(seal.end(), seal_end);
-        let _io = self
+        let io = self
             .io_lock
             .acquire_permit(1)
             .await
             .expect("the writer's semaphores are never closed");
         self.check_failed()?;
-        self.flush().await?;
+        self.flush(io).await?;
         let (segment, next_seq) = {
             let state = self.state.borrow();
             assert_eq!(state.durable, seal_end, "the seal is durable");
