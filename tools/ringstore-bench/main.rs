@@ -32,7 +32,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::client::Endpoint;
 use crate::report::RunResult;
-use crate::run::{Benchmark, Mix, Plan};
+use crate::run::{Benchmark, MIB, Mix, Plan};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -71,6 +71,20 @@ enum Command {
     },
     /// Throughput over time of a result file, as SVG
     Plot { file: PathBuf, svg: PathBuf },
+    /// MD5 throughput (the `ETag` hash ringstore uses) on --threads cores at once
+    Md5Speed {
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Bytes hashed per thread, in 1 MiB pieces
+        #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+        bytes: u64,
+        /// Streams each thread hashes side by side (as the server does for
+        /// concurrent uploads on one core); 1 is one upload alone
+        #[arg(long, default_value_t = 1)]
+        lanes: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Print a presigned GET URL (for wrk and curl)
     Presign {
         #[command(flatten)]
@@ -209,6 +223,12 @@ fn execute(command: Command) -> Result<(), String> {
             return std::fs::write(&svg, report::plot_svg(&load(&file)?))
                 .map_err(|error| format!("{}: {error}", svg.display()));
         }
+        Command::Md5Speed {
+            threads,
+            bytes,
+            lanes,
+            json,
+        } => return md5_speed_command(threads, bytes, lanes, json.as_deref()),
         Command::Presign {
             connection,
             bucket,
@@ -250,6 +270,70 @@ fn execute(command: Command) -> Result<(), String> {
         return Err(format!("{} operations failed", result.total.errors));
     }
     Ok(())
+}
+
+fn md5_speed_command(
+    threads: usize,
+    bytes: u64,
+    lanes: usize,
+    json: Option<&Path>,
+) -> Result<(), String> {
+    let threads = threads.max(1);
+    let lanes = lanes.max(1);
+    let mib_per_second = md5_speed(threads, bytes, lanes);
+    println!(
+        "MD5: {mib_per_second:.0} MiB/s on {threads} threads ({:.0} MiB/s each), {lanes} streams per thread",
+        mib_per_second / threads as f64
+    );
+    if let Some(path) = json {
+        let value = serde_json::json!({
+            "threads": threads,
+            "lanes": lanes,
+            "mib_per_second": mib_per_second,
+            "mib_per_second_per_thread": mib_per_second / threads as f64,
+        });
+        std::fs::write(path, value.to_string() + "\n")
+            .map_err(|error| format!("{}: {error}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Hash `bytes` per thread on `threads` threads at once, `lanes` streams
+/// side by side per thread, with the MD5 the server computes `ETag`s with;
+/// total MiB/s.
+fn md5_speed(threads: usize, bytes: u64, lanes: usize) -> f64 {
+    use ringstore::storage::md5_lanes::{Md5Stream, update_many};
+    let started = std::time::Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|thread| {
+            std::thread::spawn(move || {
+                let mut rng = run::Rng::new(thread as u64 + 1);
+                let piece: Vec<u8> = (0..1 << 17)
+                    .flat_map(|_| rng.next_u64().to_le_bytes())
+                    .collect();
+                let mut streams: Vec<Md5Stream> = (0..lanes).map(|_| Md5Stream::new()).collect();
+                let mut left = bytes;
+                while left > 0 {
+                    let take = usize::try_from(left.min((piece.len() * lanes) as u64))
+                        .expect("at most lanes MiB")
+                        / lanes;
+                    let mut jobs: Vec<(&mut Md5Stream, &[u8])> = streams
+                        .iter_mut()
+                        .map(|stream| (stream, &piece[..take.max(1)]))
+                        .collect();
+                    update_many(&mut jobs);
+                    left = left.saturating_sub((take.max(1) * lanes) as u64);
+                }
+                for stream in streams {
+                    std::hint::black_box(stream.finalize());
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().expect("hashing thread");
+    }
+    (bytes as f64 * threads as f64) / MIB / started.elapsed().as_secs_f64()
 }
 
 fn load(path: &Path) -> Result<RunResult, String> {
