@@ -23,7 +23,7 @@ use crate::http::body_reader::BodyReader;
 use crate::limits;
 use crate::s3_error;
 use crate::server::worker::Worker;
-use crate::storage::md5_lanes::{Batcher, Md5Stream};
+use crate::storage::md5_lanes::{Batcher, Md5Stream, Ticket};
 use crate::storage::object::{
     ETag, EXTENT_BYTES_MAX, Extent, INLINE_BYTES_MAX, ObjectBody, ObjectCommit,
 };
@@ -125,25 +125,30 @@ pub(super) fn object_template(
 /// Stream exactly `size` body bytes into `Data` extents of the shard (the
 /// caller holds an upload guard); returns them and the MD5 of the bytes,
 /// and feeds the bytes to `checksum`.
+///
+/// The MD5 goes through the core's batcher (`md5_lanes`), which hashes the
+/// pieces that concurrent uploads have queued side by side. Two buffers
+/// take turns: while one waits in the batcher's queue, the next piece of
+/// the body is received into the other, so the wait costs no time.
 pub(super) async fn receive_extents(
     shard: &Shard,
     body: &mut BodyReader<'_>,
     size: u64,
     checksum: &mut BodyChecksum,
 ) -> Result<(Vec<Extent>, [u8; 16]), S3Error> {
-    // The MD5 goes through the core's batcher, which hashes the pieces
-    // that concurrent uploads have ready side by side (md5_lanes).
     let batcher = Batcher::local();
-    let mut md5 = Md5Stream::new();
+    let _active = batcher.begin_upload();
+    let mut stream = Some(Md5Stream::new());
+    let mut hashing: Option<Ticket> = None;
+    let mut spare: Option<Vec<u8>> = None;
     let mut received = 0_u64;
     let mut extents = Vec::new();
-    let mut buffer = vec![0_u8; EXTENT_BYTES_MAX as usize];
+    let mut buffer = ExtentBuffer::take();
     loop {
         let filled = fill(body, &mut buffer).await?;
         if filled == 0 {
             break;
         }
-        (md5, buffer) = batcher.update(md5, buffer, filled).await;
         checksum.update(&buffer[..filled]);
         received += filled as u64;
         if received > size {
@@ -155,11 +160,62 @@ pub(super) async fn receive_extents(
                 .await
                 .map_err(S3Error::internal)?,
         );
+        if let Some(ticket) = hashing.take() {
+            let (hashed, free) = ticket.await;
+            stream = Some(hashed);
+            spare = Some(free);
+        }
+        let next = spare.take().unwrap_or_else(ExtentBuffer::take);
+        let full = std::mem::replace(&mut buffer, next);
+        let current = stream.take().expect("one piece is hashed at a time");
+        hashing = Some(batcher.submit(current, full, filled, false));
+    }
+    if let Some(ticket) = hashing.take() {
+        let (hashed, free) = ticket.await;
+        stream = Some(hashed);
+        ExtentBuffer::give_back(free);
+    }
+    ExtentBuffer::give_back(buffer);
+    if let Some(free) = spare {
+        ExtentBuffer::give_back(free);
     }
     if received != size {
         return Err(incomplete_body());
     }
-    Ok((extents, md5.finalize()))
+    Ok((
+        extents,
+        stream.expect("the last piece is hashed").finalize(),
+    ))
+}
+
+/// Receive buffers of one extent, kept per core for reuse: a fresh one
+/// would be zeroed (a 1 MiB memset) for every upload.
+struct ExtentBuffer;
+
+/// Free buffers a core keeps (16 MiB).
+const FREE_EXTENT_BUFFERS_MAX: usize = 16;
+
+thread_local! {
+    static FREE_EXTENT_BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl ExtentBuffer {
+    fn take() -> Vec<u8> {
+        FREE_EXTENT_BUFFERS
+            .with_borrow_mut(Vec::pop)
+            .unwrap_or_else(|| vec![0_u8; EXTENT_BYTES_MAX as usize])
+    }
+
+    fn give_back(buffer: Vec<u8>) {
+        if buffer.len() != EXTENT_BYTES_MAX as usize {
+            return;
+        }
+        FREE_EXTENT_BUFFERS.with_borrow_mut(|free| {
+            if free.len() < FREE_EXTENT_BUFFERS_MAX {
+                free.push(buffer);
+            }
+        });
+    }
 }
 
 fn incomplete_body() -> S3Error {

@@ -19,6 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 /// Streams hashed at once by the vector kernel.
 pub const LANES: usize = 16;
@@ -410,12 +411,25 @@ mod avx512 {
     }
 }
 
-/// A core's MD5 work queue. Uploads hand in a stream and a buffer and get
-/// both back hashed; one task per core drains the queue, hashing everything
-/// that arrived since it last ran in lanes side by side. Single-threaded:
-/// one per executor.
+/// How long the oldest queued piece may wait for others to join its
+/// batch. Uploads do not wait for it: each hands in a full buffer and fills
+/// its second one meanwhile (see `s3::put::receive_extents`), which takes
+/// longer than this under the loads where batching pays.
+pub const BATCH_WAIT: Duration = Duration::from_millis(10);
+
+/// A core's MD5 work queue. Uploads hand in a stream and a buffer
+/// ([`Batcher::submit`]) and later get both back hashed; one task per core
+/// drains the queue, hashing everything queued in lanes side by side. It
+/// drains as soon as every upload in progress on the core has a piece
+/// queued (or [`LANES`] of them), when a piece is the last of its body, or
+/// when the oldest piece has waited [`BATCH_WAIT`]. Single-threaded: one per
+/// executor.
 pub struct Batcher {
     queue: RefCell<Vec<Job>>,
+    /// Set by a submit that must not wait (the last piece of a body).
+    urgent: Cell<bool>,
+    /// Uploads receiving a body on this core ([`Batcher::begin_upload`]).
+    active: Cell<usize>,
     /// The draining task waits here for work.
     waiting: Cell<Option<Waker>>,
     /// Counters: batches run and streams hashed (average lanes = ratio).
@@ -440,10 +454,42 @@ thread_local! {
     static BATCHER: Rc<Batcher> = Batcher::start();
 }
 
+/// Counts an upload as in progress until dropped.
+pub struct ActiveUpload {
+    batcher: Rc<Batcher>,
+}
+
+impl Drop for ActiveUpload {
+    fn drop(&mut self) {
+        self.batcher.active.set(self.batcher.active.get() - 1);
+        // One fewer upload to wait for.
+        self.batcher.wake_drainer();
+    }
+}
+
+/// A submitted piece: await it for the stream and the buffer back.
+pub struct Ticket {
+    done: Rc<Done>,
+}
+
+impl Future for Ticket {
+    type Output = (Md5Stream, Vec<u8>);
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(result) = self.done.result.borrow_mut().take() {
+            return Poll::Ready(result);
+        }
+        self.done.waker.set(Some(context.waker().clone()));
+        Poll::Pending
+    }
+}
+
 impl Batcher {
     fn start() -> Rc<Batcher> {
         let batcher = Rc::new(Batcher {
             queue: RefCell::new(Vec::new()),
+            urgent: Cell::new(false),
+            active: Cell::new(0),
             waiting: Cell::new(None),
             batches: Cell::new(0),
             streams: Cell::new(0),
@@ -458,19 +504,22 @@ impl Batcher {
         BATCHER.with(Rc::clone)
     }
 
+    /// Count an upload as in progress while the guard lives.
+    pub fn begin_upload(self: &Rc<Self>) -> ActiveUpload {
+        self.active.set(self.active.get() + 1);
+        ActiveUpload {
+            batcher: Rc::clone(self),
+        }
+    }
+
     /// Batches run and streams hashed on this core so far.
     pub fn counts(&self) -> (u64, u64) {
         (self.batches.get(), self.streams.get())
     }
 
-    /// Hash `buffer[..len]` into `stream`, together with whatever else this
-    /// core has queued; returns both.
-    pub async fn update(
-        &self,
-        stream: Md5Stream,
-        buffer: Vec<u8>,
-        len: usize,
-    ) -> (Md5Stream, Vec<u8>) {
+    /// Queue `buffer[..len]` to be hashed into `stream`. `last`: nothing
+    /// else of this stream follows soon, so the batch runs now.
+    pub fn submit(&self, stream: Md5Stream, buffer: Vec<u8>, len: usize, last: bool) -> Ticket {
         assert!(len <= buffer.len());
         let done = Rc::new(Done::default());
         self.queue.borrow_mut().push(Job {
@@ -479,15 +528,54 @@ impl Batcher {
             len,
             done: Rc::clone(&done),
         });
+        if last {
+            self.urgent.set(true);
+        }
+        self.wake_drainer();
+        Ticket { done }
+    }
+
+    /// Hash `buffer[..len]` into `stream` now (with whatever is queued).
+    pub async fn update(
+        &self,
+        stream: Md5Stream,
+        buffer: Vec<u8>,
+        len: usize,
+    ) -> (Md5Stream, Vec<u8>) {
+        self.submit(stream, buffer, len, true).await
+    }
+
+    fn wake_drainer(&self) {
         if let Some(waker) = self.waiting.take() {
             waker.wake();
         }
-        Wait { done }.await
+    }
+
+    /// Whether the queued pieces should be hashed now.
+    fn ready(&self) -> bool {
+        let queued = self.queue.borrow().len();
+        queued > 0 && (self.urgent.get() || queued >= self.active.get().clamp(1, LANES))
     }
 
     async fn drain(&self) {
         loop {
             WaitForWork { batcher: self }.await;
+            let deadline = Instant::now() + BATCH_WAIT;
+            while !self.ready() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                futures_lite::future::or(
+                    Changed {
+                        batcher: self,
+                        registered: false,
+                    },
+                    glommio::timer::sleep(left),
+                )
+                .await;
+            }
+            self.urgent.set(false);
             let mut jobs = std::mem::take(&mut *self.queue.borrow_mut());
             {
                 let mut work: Vec<(&mut Md5Stream, &[u8])> = jobs
@@ -508,6 +596,27 @@ impl Batcher {
     }
 }
 
+/// Ready once the queue or the uploads in progress changed (the next wake
+/// of the drainer).
+struct Changed<'a> {
+    batcher: &'a Batcher,
+    registered: bool,
+}
+
+impl Future for Changed<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        if self.registered {
+            return Poll::Ready(());
+        }
+        self.registered = true;
+        self.batcher.waiting.set(Some(context.waker().clone()));
+        Poll::Pending
+    }
+}
+
+/// Ready when there is work.
 struct WaitForWork<'a> {
     batcher: &'a Batcher,
 }
@@ -518,26 +627,9 @@ impl Future for WaitForWork<'_> {
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
         if self.batcher.queue.borrow().is_empty() {
             self.batcher.waiting.set(Some(context.waker().clone()));
-            Poll::Pending
-        } else {
-            Poll::Ready(())
+            return Poll::Pending;
         }
-    }
-}
-
-struct Wait {
-    done: Rc<Done>,
-}
-
-impl Future for Wait {
-    type Output = (Md5Stream, Vec<u8>);
-
-    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(result) = self.done.result.borrow_mut().take() {
-            return Poll::Ready(result);
-        }
-        self.done.waker.set(Some(context.waker().clone()));
-        Poll::Pending
+        Poll::Ready(())
     }
 }
 
