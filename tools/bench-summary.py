@@ -104,6 +104,7 @@ def main():
     loopback = iperf["end"]["sum_received"]["bits_per_second"] / 8 / MIB if iperf and "end" in iperf else None
     md5_one = load(os.path.join(out, "md5-1.json"))
     md5_all = load(os.path.join(out, "md5-all.json"))
+    md5_lanes = load(os.path.join(out, "md5-all-lanes.json"))
 
     print("## Machine\n")
     print(machine_text())
@@ -117,7 +118,12 @@ def main():
     print(f"| iperf3 over loopback, one stream | {fmt(loopback)} MiB/s |")
     if md5_one and md5_all:
         print(f"| MD5 (ringstore's implementation), one core | {fmt(md5_one['mib_per_second'])} MiB/s |")
-        print(f"| MD5, all {md5_all['threads']} cores at once | {fmt(md5_all['mib_per_second'])} MiB/s |")
+        print(f"| MD5, all {md5_all['threads']} cores at once, one stream each | {fmt(md5_all['mib_per_second'])} MiB/s |")
+    if md5_lanes:
+        print(
+            f"| MD5, all {md5_lanes['threads']} cores, {md5_lanes['lanes']} streams side by side each (AVX-512 lanes) "
+            f"| {fmt(md5_lanes['mib_per_second'])} MiB/s |"
+        )
     print()
 
     def ops(runs, name, op):
@@ -144,7 +150,10 @@ def main():
         f"| {fmt(ratio and ratio * 100)}% | 90% | {verdict(ratio, 0.9)} |"
     )
     put_1m = ops(main_runs, "put-1MiB", "PUT")
-    ceilings = [value for value in (seq_write, md5_all and md5_all["mib_per_second"]) if value]
+    # The best MD5 kept is the lane kernel; its all-core rate is the MD5
+    # ceiling (the scalar one is shown in the limits table).
+    best_md5 = md5_lanes or md5_all
+    ceilings = [value for value in (seq_write, best_md5 and best_md5["mib_per_second"]) if value]
     ceiling = min(ceilings) if ceilings else None
     ratio = put_1m["mib_per_second"] / ceiling if put_1m and ceiling else None
     print(
@@ -159,14 +168,16 @@ def main():
             f"| p99 of {op} 4 KiB ({name}), 64 clients | {fmt(p99, 2)} ms | 5 ms "
             f"| {fmt(p99 and p99 / 5 * 100)}% | ≤ 100% | {verdict(p99, 5.0, higher_is_better=False)} |"
         )
+    # Memory flat in object size: a 64 MiB object must not cost the server
+    # more memory than a 1 MiB one (both stream in 1 MiB extents).
     for op in ("PUT", "GET"):
-        small = main_runs.get(f"{op.lower()}-4KiB")
+        small = main_runs.get(f"{op.lower()}-1MiB")
         large = main_runs.get(f"{op.lower()}-64MiB")
         if small and large and small.get("server") and large.get("server"):
             growth = large["server"]["rss_max_mib"] - small["server"]["rss_max_mib"]
             print(
-                f"| server RSS, {op} 64 MiB vs 4 KiB objects | {fmt(large['server']['rss_max_mib'])} MiB "
-                f"| {fmt(small['server']['rss_max_mib'])} MiB | +{fmt(growth)} MiB | < one object (64 MiB) "
+                f"| server RSS at most, {op} of 64 MiB vs 1 MiB objects | {fmt(large['server']['rss_max_mib'])} MiB "
+                f"| {fmt(small['server']['rss_max_mib'])} MiB | {growth:+.0f} MiB | < +64 MiB (one object) "
                 f"| {verdict(growth, 64.0, higher_is_better=False)} |"
             )
     print()
