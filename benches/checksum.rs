@@ -1,13 +1,16 @@
 //! What hashing a PUT body costs per byte, on one core:
 //!
 //! - `checksum_1MiB/*`, `checksum_64KiB/*`: one call over the whole buffer.
-//!   `md5` is the `ETag` (`md-5`, as `s3/put.rs` computes it); the others are
+//!   `md5` is the `ETag` ([`ringstore::storage::md5::Md5`], AWS-LC's MD5, as
+//!   `s3/put.rs` computes it); the others are
 //!   the five `x-amz-checksum-*` algorithms through
 //!   [`ringstore::s3::checksum::digest`] (`crc64nvme` is what every PUT
 //!   without a checksum header pays).
 //! - `checksum_1MiB_streamed/*`: the same 1 MiB fed to a running hasher in
 //!   64 KiB pieces, as a body arrives from the socket
 //!   ([`ringstore::s3::checksum::Hasher`], and `Md5::update` for the `ETag`).
+//!   `md5_md-5` is the `md-5` crate, which the crate used before AWS-LC,
+//!   for comparison.
 //! - `record_crc_1MiB/*`, `record_crc_256B/*`: the CRC-32C every segment
 //!   record carries ([`ringstore::storage::record`]): `encode_header` (what
 //!   appending a record computes, over the header and the payload) and
@@ -20,8 +23,8 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use md5::{Digest as _, Md5};
 use ringstore::s3::checksum::{self, Hasher};
+use ringstore::storage::md5::Md5;
 use ringstore::storage::record::{self, Header, Kind};
 
 const KIB: usize = 1024;
@@ -66,7 +69,17 @@ fn bench_streamed(c: &mut Criterion) {
             for piece in black_box(&data).chunks(PIECE_LEN) {
                 md5.update(piece);
             }
-            md5.finalize()
+            md5.finish()
+        });
+    });
+    group.bench_function("md5_md-5", |b| {
+        b.iter(|| {
+            use md5::Digest as _;
+            let mut reference = md5::Md5::new();
+            for piece in black_box(&data).chunks(PIECE_LEN) {
+                reference.update(piece);
+            }
+            reference.finalize()
         });
     });
     for algorithm in checksum::ALL {

@@ -3,6 +3,8 @@
 //!
 //! - `catalog`: every bucket, one small file rewritten whole on change.
 //! - `location`: where a record is (segment, offset, length).
+//! - `md5`: the MD5 of object bytes (the `ETag`), from AWS-LC behind a safe
+//!   type.
 //! - `record`: the framing of every record in a segment (checksummed).
 //! - `object`: the payloads of commit, tombstone and relocation records.
 //! - `segment`: append-only segment files with direct I/O and group commit.
@@ -14,6 +16,7 @@ pub mod catalog;
 pub mod digest;
 pub mod index;
 pub mod location;
+pub mod md5;
 pub mod object;
 pub mod record;
 pub mod segment;
