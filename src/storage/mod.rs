@@ -6,6 +6,7 @@
 //! - `md5`: the MD5 of object bytes (the `ETag`), from AWS-LC behind a safe
 //!   type.
 //! - `record`: the framing of every record in a segment (checksummed).
+//! - `crc`: the CRC-32C that every record and metadata file carries.
 //! - `object`: the payloads of commit, tombstone and relocation records.
 //! - `segment`: append-only segment files with direct I/O and group commit.
 //! - `index`: the per-shard LSM index (memtable + memory-mapped rkyv runs).
@@ -13,6 +14,7 @@
 //!   `shard::compaction`) the reclaiming of space.
 
 pub mod catalog;
+pub mod crc;
 pub mod digest;
 pub mod index;
 pub mod location;
