@@ -1,13 +1,21 @@
 //! What hashing a PUT body costs per byte, on one core:
 //!
 //! - `checksum_1MiB/*`, `checksum_64KiB/*`: one call over the whole buffer.
-//!   `md5` is the `ETag` (`md-5`, as `s3/put.rs` computes it); the others are
+//!   `md5` is the `ETag` ([`ringstore::storage::md5::Md5`], AWS-LC's MD5, as
+//!   `s3/put.rs` computes it); the others are
 //!   the five `x-amz-checksum-*` algorithms through
 //!   [`ringstore::s3::checksum::digest`] (`crc64nvme` is what every PUT
 //!   without a checksum header pays).
 //! - `checksum_1MiB_streamed/*`: the same 1 MiB fed to a running hasher in
 //!   64 KiB pieces, as a body arrives from the socket
 //!   ([`ringstore::s3::checksum::Hasher`], and `Md5::update` for the `ETag`).
+//!   `md5_md-5` is the `md-5` crate, which the crate used before AWS-LC,
+//!   for comparison.
+//! - `record_crc_1MiB/*`, `record_crc_256B/*`: the CRC-32C every segment
+//!   record carries ([`ringstore::storage::record`]): `encode_header` (what
+//!   appending a record computes, over the header and the payload) and
+//!   `decode` (what reading one back checks: the same CRC and the frame),
+//!   for a 1 MiB data extent and a small commit record.
 //!
 //! Criterion reports bytes per second; one GiB per second is about
 //! 0.98 ms per MiB of body.
@@ -15,8 +23,9 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use md5::{Digest as _, Md5};
 use ringstore::s3::checksum::{self, Hasher};
+use ringstore::storage::md5::Md5;
+use ringstore::storage::record::{self, Header, Kind};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -60,7 +69,17 @@ fn bench_streamed(c: &mut Criterion) {
             for piece in black_box(&data).chunks(PIECE_LEN) {
                 md5.update(piece);
             }
-            md5.finalize()
+            md5.finish()
+        });
+    });
+    group.bench_function("md5_md-5", |b| {
+        b.iter(|| {
+            use md5::Digest as _;
+            let mut reference = md5::Md5::new();
+            for piece in black_box(&data).chunks(PIECE_LEN) {
+                reference.update(piece);
+            }
+            reference.finalize()
         });
     });
     for algorithm in checksum::ALL {
@@ -77,5 +96,28 @@ fn bench_streamed(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_whole, bench_streamed);
+fn bench_record(c: &mut Criterion) {
+    for (size_name, len, kind) in [("1MiB", MIB, Kind::Data), ("256B", 256, Kind::Commit)] {
+        let payload = body(len);
+        let header = Header {
+            kind,
+            flags: 0,
+            seq: 7,
+            durable_offset: 4096,
+        };
+        let mut encoded = Vec::new();
+        record::encode_into(&mut encoded, &header, &payload);
+        let mut group = c.benchmark_group(format!("record_crc_{size_name}"));
+        group.throughput(Throughput::Bytes(encoded.len() as u64));
+        group.bench_function("encode_header", |b| {
+            b.iter(|| record::encode_header(black_box(&header), black_box(&payload)));
+        });
+        group.bench_function("decode", |b| {
+            b.iter(|| record::decode(black_box(&encoded)).expect("a whole record"));
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench_whole, bench_streamed, bench_record);
 criterion_main!(benches);

@@ -27,8 +27,6 @@
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use md5::{Digest as _, Md5};
-
 use super::checksum::Hasher;
 use super::put::{now_ms, object_names, object_template};
 use super::router::parse_copy_source;
@@ -42,6 +40,7 @@ use crate::server::sharding::shard_for;
 use crate::server::worker::Worker;
 use crate::storage::index::IndexValue;
 use crate::storage::location::Location;
+use crate::storage::md5::Md5;
 use crate::storage::object::{
     Checksum, ChecksumAlgorithm, ETag, EXTENT_BYTES_MAX, Extent, ObjectBody, ObjectCommit,
 };
@@ -391,7 +390,7 @@ async fn copy_bytes(
         extents.push(shard.append_data(&bytes).await.map_err(S3Error::internal)?);
         at += u64::from(len);
     }
-    Ok((extents, md5.finalize().into()))
+    Ok((extents, md5.finish()))
 }
 
 pub async fn copy_object(

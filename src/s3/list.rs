@@ -70,12 +70,15 @@ const URL_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
 const TOKEN_VERSION: u8 = 1;
 
 /// The parameters both versions share.
-struct Params {
-    bucket: String,
-    prefix: String,
-    delimiter: String,
-    max_keys: usize,
-    url_encoding: bool,
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub bucket: String,
+    pub prefix: String,
+    pub delimiter: String,
+    /// Already clamped to [`LIST_PAGE_MAX`].
+    pub max_keys: usize,
+    /// `encoding-type=url`.
+    pub url_encoding: bool,
 }
 
 fn params(worker: &Rc<Worker>, request: &S3Request<'_>) -> Result<Params, S3Error> {
@@ -128,9 +131,10 @@ fn params(worker: &Rc<Worker>, request: &S3Request<'_>) -> Result<Params, S3Erro
 }
 
 /// A merged page: its entries in order, and whether more follow.
-struct Page {
-    entries: Vec<Listed>,
-    truncated: bool,
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub entries: Vec<Listed>,
+    pub truncated: bool,
 }
 
 /// One shard's entries not yet merged.
@@ -259,6 +263,18 @@ pub async fn list_objects(
     let marker = request.query_param("marker").unwrap_or_default();
     let after = (!marker.is_empty()).then(|| marker.clone());
     let page = collect(worker, &params, after).await?;
+    Ok(Response::xml(list_bucket_result_v1(
+        &params,
+        &marker,
+        &page,
+        &worker.owner,
+    )))
+}
+
+/// The `ListBucketResult` of a v1 page. Pure, so that it can be measured
+/// (`benches/list_xml.rs`) and tested without a server.
+#[must_use]
+pub fn list_bucket_result_v1(params: &Params, marker: &str, page: &Page, owner: &Owner) -> String {
     let text = |out: &mut String, name: &str, value: &str| {
         write_text(out, name, value, params.url_encoding);
     };
@@ -269,7 +285,7 @@ pub async fn list_objects(
     out.push_str("\">");
     element(&mut out, "Name", &params.bucket);
     text(&mut out, "Prefix", &params.prefix);
-    text(&mut out, "Marker", &marker);
+    text(&mut out, "Marker", marker);
     let _ = write!(out, "<MaxKeys>{}</MaxKeys>", params.max_keys);
     if !params.delimiter.is_empty() {
         text(&mut out, "Delimiter", &params.delimiter);
@@ -279,17 +295,12 @@ pub async fn list_objects(
         let last = page.entries.last().expect("a truncated page is not empty");
         text(&mut out, "NextMarker", last.position());
     }
-    write_entries(
-        &mut out,
-        &page.entries,
-        Some(&worker.owner),
-        params.url_encoding,
-    );
+    write_entries(&mut out, &page.entries, Some(owner), params.url_encoding);
     if params.url_encoding {
         out.push_str("<EncodingType>url</EncodingType>");
     }
     out.push_str("</ListBucketResult>");
-    Ok(Response::xml(out))
+    out
 }
 
 /// `ListObjectsV2`.
@@ -308,6 +319,26 @@ pub async fn list_objects_v2(
         None => start_after.clone().filter(|value| !value.is_empty()),
     };
     let page = collect(worker, &params, after).await?;
+    Ok(Response::xml(list_bucket_result_v2(
+        &params,
+        &page,
+        continuation_token.as_deref(),
+        start_after.as_deref(),
+        fetch_owner.then_some(&worker.owner),
+    )))
+}
+
+/// The `ListBucketResult` of a v2 page: `continuation_token` and
+/// `start_after` as the request sent them, `owner` when it asked for
+/// `fetch-owner`. Pure, like [`list_bucket_result_v1`].
+#[must_use]
+pub fn list_bucket_result_v2(
+    params: &Params,
+    page: &Page,
+    continuation_token: Option<&str>,
+    start_after: Option<&str>,
+    owner: Option<&Owner>,
+) -> String {
     let text = |out: &mut String, name: &str, value: &str| {
         write_text(out, name, value, params.url_encoding);
     };
@@ -328,7 +359,7 @@ pub async fn list_objects_v2(
         page.entries.len(),
         page.truncated
     );
-    if let Some(token) = &continuation_token {
+    if let Some(token) = continuation_token {
         element(&mut out, "ContinuationToken", token);
     }
     if page.truncated {
@@ -339,16 +370,15 @@ pub async fn list_objects_v2(
             &encode_token(last.position()),
         );
     }
-    if let Some(start_after) = &start_after {
+    if let Some(start_after) = start_after {
         text(&mut out, "StartAfter", start_after);
     }
-    let owner = fetch_owner.then_some(&worker.owner);
     write_entries(&mut out, &page.entries, owner, params.url_encoding);
     if params.url_encoding {
         out.push_str("<EncodingType>url</EncodingType>");
     }
     out.push_str("</ListBucketResult>");
-    Ok(Response::xml(out))
+    out
 }
 
 /// `<Contents>` for every object, then `<CommonPrefixes>` for every common
@@ -452,6 +482,91 @@ mod tests {
         assert!(decode_token(&other).is_err());
         let not_utf8 = base64::engine::general_purpose::STANDARD.encode([TOKEN_VERSION, 0xff]);
         assert!(decode_token(&not_utf8).is_err());
+    }
+
+    const EMPTY_MD5: [u8; 16] = [
+        0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04, 0xe9, 0x80, 0x09, 0x98, 0xec, 0xf8, 0x42,
+        0x7e,
+    ];
+
+    fn object(key: &str, part_count: u32) -> Listed {
+        Listed::Object {
+            key: key.to_owned(),
+            size: 5,
+            etag: crate::storage::index::Etag {
+                md5: EMPTY_MD5,
+                part_count,
+            },
+            last_modified_ms: 1_700_000_000_123,
+        }
+    }
+
+    fn params(url_encoding: bool) -> Params {
+        Params {
+            bucket: "photos".to_owned(),
+            prefix: "2024/".to_owned(),
+            delimiter: "/".to_owned(),
+            max_keys: 2,
+            url_encoding,
+        }
+    }
+
+    #[test]
+    fn list_bucket_result_v2_golden() {
+        let page = Page {
+            entries: vec![
+                object("2024/a&b.jpg", 0),
+                Listed::CommonPrefix("2024/raw/".to_owned()),
+            ],
+            truncated: true,
+        };
+        let xml = list_bucket_result_v2(&params(false), &page, None, Some("2024/"), None);
+        assert_eq!(
+            xml,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <Name>photos</Name><Prefix>2024/</Prefix><Delimiter>/</Delimiter>\
+             <MaxKeys>2</MaxKeys><KeyCount>2</KeyCount><IsTruncated>true</IsTruncated>\
+             <NextContinuationToken>ATIwMjQvcmF3Lw==</NextContinuationToken>\
+             <StartAfter>2024/</StartAfter>\
+             <Contents><Key>2024/a&amp;b.jpg</Key>\
+             <LastModified>2023-11-14T22:13:20.123Z</LastModified>\
+             <ETag>&quot;d41d8cd98f00b204e9800998ecf8427e&quot;</ETag><Size>5</Size>\
+             <StorageClass>STANDARD</StorageClass></Contents>\
+             <CommonPrefixes><Prefix>2024/raw/</Prefix></CommonPrefixes>\
+             </ListBucketResult>"
+        );
+    }
+
+    #[test]
+    fn list_bucket_result_v1_golden_with_url_encoding() {
+        let page = Page {
+            entries: vec![
+                object("2024/a b+é.jpg", 3),
+                Listed::CommonPrefix("2024/raw dir/".to_owned()),
+            ],
+            truncated: true,
+        };
+        let owner = Owner {
+            id: "abc".to_owned(),
+            display_name: "ringstore".to_owned(),
+        };
+        let xml = list_bucket_result_v1(&params(true), "2024/", &page, &owner);
+        assert_eq!(
+            xml,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <Name>photos</Name><Prefix>2024/</Prefix><Marker>2024/</Marker>\
+             <MaxKeys>2</MaxKeys><Delimiter>/</Delimiter><IsTruncated>true</IsTruncated>\
+             <NextMarker>2024/raw%20dir/</NextMarker>\
+             <Contents><Key>2024/a%20b%2B%C3%A9.jpg</Key>\
+             <LastModified>2023-11-14T22:13:20.123Z</LastModified>\
+             <ETag>&quot;d41d8cd98f00b204e9800998ecf8427e-3&quot;</ETag><Size>5</Size>\
+             <Owner><ID>abc</ID><DisplayName>ringstore</DisplayName></Owner>\
+             <StorageClass>STANDARD</StorageClass></Contents>\
+             <CommonPrefixes><Prefix>2024/raw%20dir/</Prefix></CommonPrefixes>\
+             <EncodingType>url</EncodingType></ListBucketResult>"
+        );
     }
 
     #[test]

@@ -31,7 +31,6 @@ use std::fmt::Write as _;
 use std::rc::Rc;
 
 use http::{HeaderValue, StatusCode};
-use md5::{Digest as _, Md5};
 
 use super::checksum::{self, BodyChecksum};
 use super::list::url_encode;
@@ -46,6 +45,7 @@ use crate::limits;
 use crate::s3_error;
 use crate::server::mesh::{Reply, Request};
 use crate::server::worker::Worker;
+use crate::storage::md5::Md5;
 use crate::storage::object::{Checksum, ChecksumAlgorithm};
 use crate::storage::object::{ETag, EXTENT_COUNT_MAX, Extent, ObjectBody};
 use crate::storage::shard::uploads::{Completed, Upload, UploadError, UploadListed, UploadQuery};
@@ -522,7 +522,7 @@ fn assemble(
                 .with_extra("PartNumber", number.to_string()));
             }
         }
-        md5s.update(part.md5);
+        md5s.update(&part.md5);
         extents.extend_from_slice(&part.extents);
         part_sizes.push(part.size);
         checksums.push(part.checksum.clone());
@@ -540,7 +540,7 @@ fn assemble(
         ));
     }
     let etag = ETag::Multipart {
-        digest: md5s.finalize().into(),
+        digest: md5s.finish(),
         part_count: u16::try_from(requested.len())
             .expect("part numbers are distinct and at most 10,000"),
     };

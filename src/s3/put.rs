@@ -14,7 +14,6 @@
 use std::rc::Rc;
 
 use http::{HeaderMap, HeaderValue, StatusCode};
-use md5::{Digest as _, Md5};
 
 use super::checksum::BodyChecksum;
 use super::{Response, S3Request};
@@ -23,6 +22,7 @@ use crate::http::body_reader::BodyReader;
 use crate::limits;
 use crate::s3_error;
 use crate::server::worker::Worker;
+use crate::storage::md5::Md5;
 use crate::storage::md5_lanes::{Batcher, Md5Stream, Ticket};
 use crate::storage::object::{
     ETag, EXTENT_BYTES_MAX, Extent, INLINE_BYTES_MAX, ObjectBody, ObjectCommit,
@@ -62,7 +62,7 @@ pub async fn put_object(
     let mut upload = None;
     let digest: [u8; 16] = if size <= INLINE_BYTES_MAX as u64 {
         let data = read_up_to(body, INLINE_BYTES_MAX).await?;
-        let digest = Md5::digest(&data).into();
+        let digest = Md5::digest(&data);
         checksum.update(&data);
         let received = data.len() as u64;
         commit.body = ObjectBody::Inline(data);
@@ -308,7 +308,7 @@ pub(super) fn check_content_md5(headers: &HeaderMap, data: &[u8]) -> Result<bool
     let Some(expected) = content_md5(headers)? else {
         return Ok(false);
     };
-    let digest: [u8; 16] = Md5::digest(data).into();
+    let digest: [u8; 16] = Md5::digest(data);
     if digest != expected {
         return Err(s3_error!(
             BadDigest,

@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::limits;
+use crate::storage::crc;
 
 pub const CATALOG_FILE: &str = "catalog";
 const CATALOG_TMP_FILE: &str = "catalog.tmp";
@@ -92,7 +93,7 @@ impl Catalog {
             push_str16(&mut out, &info.region);
             out.extend_from_slice(&info.created_ms.to_le_bytes());
         }
-        let crc = crc32c::crc32c(&out);
+        let crc = crc::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
     }
@@ -104,7 +105,7 @@ impl Catalog {
         }
         let (body, crc_bytes) = bytes.split_at(bytes.len() - 4);
         let crc = u32::from_le_bytes(crc_bytes.try_into().expect("4 bytes"));
-        if crc32c::crc32c(body) != crc {
+        if crc::crc32c(body) != crc {
             return Err(corrupted("checksum mismatch"));
         }
         let mut reader = Reader { bytes: body };

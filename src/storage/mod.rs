@@ -3,7 +3,10 @@
 //!
 //! - `catalog`: every bucket, one small file rewritten whole on change.
 //! - `location`: where a record is (segment, offset, length).
+//! - `md5`: the MD5 of object bytes (the `ETag`), from AWS-LC behind a safe
+//!   type.
 //! - `record`: the framing of every record in a segment (checksummed).
+//! - `crc`: the CRC-32C that every record and metadata file carries.
 //! - `object`: the payloads of commit, tombstone and relocation records.
 //! - `segment`: append-only segment files with direct I/O and group commit.
 //! - `index`: the per-shard LSM index (memtable + memory-mapped rkyv runs).
@@ -11,9 +14,11 @@
 //!   `shard::compaction`) the reclaiming of space.
 
 pub mod catalog;
+pub mod crc;
 pub mod digest;
 pub mod index;
 pub mod location;
+pub mod md5;
 pub mod md5_lanes;
 pub mod object;
 pub mod record;

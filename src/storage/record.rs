@@ -56,6 +56,8 @@
 //!   misdirected writes, which are what the checksum, the sequence number and
 //!   the zero padding catch.
 
+use super::crc::Crc32c;
+
 /// The first four bytes of every record.
 pub const MAGIC: [u8; 4] = *b"RSRC";
 
@@ -229,7 +231,10 @@ pub fn encode_header(header: &Header, payload: &[u8]) -> [u8; HEADER_BYTES as us
     bytes[PAYLOAD_LEN_RANGE].copy_from_slice(&payload_len.to_le_bytes());
     bytes[SEQ_RANGE].copy_from_slice(&header.seq.to_le_bytes());
     bytes[DURABLE_OFFSET_RANGE].copy_from_slice(&header.durable_offset.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes), payload);
+    let mut crc = Crc32c::new();
+    crc.update(&bytes);
+    crc.update(payload);
+    let crc = crc.finish();
     bytes[CRC_RANGE].copy_from_slice(&crc.to_le_bytes());
     bytes
 }
@@ -289,7 +294,10 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded<'_>, RecordError> {
     let payload = &bytes[HEADER_BYTES as usize..payload_end];
     let mut header_zeroed: [u8; HEADER_BYTES as usize] = field(bytes, 0..HEADER_BYTES as usize);
     header_zeroed[CRC_RANGE].fill(0);
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&header_zeroed), payload);
+    let mut crc = Crc32c::new();
+    crc.update(&header_zeroed);
+    crc.update(payload);
+    let crc = crc.finish();
     if crc != u32::from_le_bytes(field(bytes, CRC_RANGE)) {
         return Err(RecordError::Corrupted("checksum mismatch"));
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use glommio::{LocalExecutorBuilder, Placement};
-use md5::{Digest as _, Md5};
+use ringstore::storage::md5::Md5;
 
 use crate::client::{Client, Endpoint, Request, Response};
 use crate::report::{self, RunResult};

@@ -11,6 +11,7 @@ use super::{
     sync_dir,
 };
 use crate::limits;
+use crate::storage::crc;
 
 pub(super) const FILE: &str = "MANIFEST";
 pub(super) const TMP_FILE: &str = "MANIFEST.tmp";
@@ -76,7 +77,7 @@ impl Manifest {
             out.extend_from_slice(&stats.object_count.to_le_bytes());
             out.extend_from_slice(&stats.bytes.to_le_bytes());
         }
-        let crc = crc32c::crc32c(&out);
+        let crc = crc::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         assert!(out.len() as u64 <= MANIFEST_BYTES_MAX);
         out
@@ -87,7 +88,7 @@ impl Manifest {
             return Err("file too short".into());
         }
         let (body, crc_bytes) = bytes.split_at(bytes.len() - 4);
-        if crc32c::crc32c(body) != u32::from_le_bytes(crc_bytes.try_into().expect("4 bytes")) {
+        if crc::crc32c(body) != u32::from_le_bytes(crc_bytes.try_into().expect("4 bytes")) {
             return Err("checksum mismatch".into());
         }
         let mut reader = Reader { bytes: body };

@@ -19,6 +19,7 @@ use rkyv::{Archive, Place, Serialize};
 use super::manifest::RunRecord;
 use super::merge::MergeIter;
 use super::{Etag, IndexEntry, IndexError, IndexValue, RUN_ARCHIVE_BYTES_MAX, sync_dir};
+use crate::storage::crc::{self, Crc32c};
 use crate::storage::location::Location;
 
 const MAGIC: &[u8; 8] = b"RSIDXRUN";
@@ -193,7 +194,7 @@ impl ExactSizeIterator for Counted<'_> {}
 /// first I/O error (rkyv's error type would otherwise swallow its kind).
 struct CrcWriter<W> {
     inner: W,
-    crc: u32,
+    crc: Crc32c,
     len: u64,
     error: Option<io::Error>,
 }
@@ -202,7 +203,7 @@ impl<W: Write> Write for CrcWriter<W> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         match self.inner.write(bytes) {
             Ok(written) => {
-                self.crc = crc32c::crc32c_append(self.crc, &bytes[..written]);
+                self.crc.update(&bytes[..written]);
                 self.len += written as u64;
                 Ok(written)
             }
@@ -242,7 +243,7 @@ fn encode_archive<W: Write>(
     };
     let mut out = CrcWriter {
         inner: out,
-        crc: 0,
+        crc: Crc32c::new(),
         len: 0,
         error: None,
     };
@@ -263,7 +264,7 @@ fn encode_archive<W: Write>(
     let summary = ArchiveSummary {
         entry_count: entry_count_u32,
         archive_len: out.len,
-        archive_crc: out.crc,
+        archive_crc: out.crc.finish(),
     };
     Ok((out.inner, summary))
 }
@@ -275,14 +276,14 @@ fn encode_header(summary: ArchiveSummary) -> [u8; HEADER_BYTES] {
     header[12..16].copy_from_slice(&summary.entry_count.to_le_bytes());
     header[16..24].copy_from_slice(&summary.archive_len.to_le_bytes());
     header[24..28].copy_from_slice(&summary.archive_crc.to_le_bytes());
-    let header_crc = crc32c::crc32c(&header[..28]);
+    let header_crc = crc::crc32c(&header[..28]);
     header[28..32].copy_from_slice(&header_crc.to_le_bytes());
     header
 }
 
 fn decode_header(header: &[u8; HEADER_BYTES]) -> Result<ArchiveSummary, String> {
     let u32_at = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
-    if crc32c::crc32c(&header[..28]) != u32_at(28) {
+    if crc::crc32c(&header[..28]) != u32_at(28) {
         return Err("header checksum mismatch".into());
     }
     if &header[0..8] != MAGIC {
@@ -410,7 +411,7 @@ impl Run {
             return Err(corrupted("length does not match its header"));
         }
         let archive = &map[HEADER_BYTES..];
-        if crc32c::crc32c(archive) != summary.archive_crc {
+        if crc::crc32c(archive) != summary.archive_crc {
             return Err(corrupted("archive checksum mismatch"));
         }
         if summary.entry_count != record.entry_count || summary.archive_crc != record.archive_crc {

@@ -48,6 +48,7 @@ use std::rc::Rc;
 
 use super::{Shard, ShardError};
 use crate::limits;
+use crate::storage::crc;
 use crate::storage::index::{IndexEntry, IndexKey, SegmentPosition};
 use crate::storage::location::SegmentId;
 use crate::storage::object::{ETag, ObjectBody, ObjectCommit};
@@ -387,7 +388,7 @@ impl Uploads {
             };
             push(TAG_COMPLETED, SegmentPosition::START, &end.encode());
         }
-        let crc = crc32c::crc32c(&out);
+        let crc = crc::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
     }
@@ -396,7 +397,7 @@ impl Uploads {
         let (body, crc) = bytes
             .split_last_chunk::<4>()
             .ok_or("snapshot shorter than its checksum")?;
-        if crc32c::crc32c(body) != u32::from_le_bytes(*crc) {
+        if crc::crc32c(body) != u32::from_le_bytes(*crc) {
             return Err("snapshot checksum mismatch");
         }
         let mut rest = body
