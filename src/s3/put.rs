@@ -129,7 +129,9 @@ pub(super) fn object_template(
 /// The MD5 goes through the core's batcher (`md5_lanes`), which hashes the
 /// pieces that concurrent uploads have queued side by side. Two buffers
 /// take turns: while one waits in the batcher's queue, the next piece of
-/// the body is received into the other, so the wait costs no time.
+/// the body is received into the other, so the wait costs no time; an
+/// upload whose next piece arrives first hurries the batch. The last piece
+/// may wait up to `md5_lanes::BATCH_WAIT` for company.
 pub(super) async fn receive_extents(
     shard: &Shard,
     body: &mut BodyReader<'_>,
@@ -161,7 +163,9 @@ pub(super) async fn receive_extents(
                 .map_err(S3Error::internal)?,
         );
         if let Some(ticket) = hashing.take() {
-            let (hashed, free) = ticket.await;
+            // The next piece is already here: waiting now would only
+            // stall this upload.
+            let (hashed, free) = ticket.hurry().await;
             stream = Some(hashed);
             spare = Some(free);
         }

@@ -428,8 +428,9 @@ pub const BATCH_WAIT: Duration = Duration::from_millis(10);
 /// ([`Batcher::submit`]) and later get both back hashed; one task per core
 /// drains the queue, hashing everything queued in lanes side by side. It
 /// drains as soon as every upload in progress on the core has a piece
-/// queued (or [`LANES`] of them), when a piece is the last of its body, or
-/// when the oldest piece has waited [`BATCH_WAIT`]. Single-threaded: one per
+/// queued (or [`LANES`] of them), when an upload is blocked on its piece
+/// ([`Ticket::hurry`]) or submitted it as urgent, or when the oldest piece
+/// has waited [`BATCH_WAIT`]. Single-threaded: one per
 /// executor.
 pub struct Batcher {
     queue: RefCell<Vec<Job>>,
@@ -477,16 +478,35 @@ impl Drop for ActiveUpload {
 /// A submitted piece: await it for the stream and the buffer back.
 pub struct Ticket {
     done: Rc<Done>,
+    /// Set by [`Ticket::hurry`]: the batcher to tell that an upload is
+    /// blocked on this piece.
+    hurry: Option<Rc<Batcher>>,
+}
+
+impl Ticket {
+    /// Await the piece as an upload that cannot go on without it (its next
+    /// buffer is full): the batch runs as soon as this is waited on, so a
+    /// fast upload is never held to one piece per [`BATCH_WAIT`] by slow
+    /// uploads on the same core.
+    #[must_use]
+    pub fn hurry(mut self) -> Ticket {
+        self.hurry = Some(Batcher::local());
+        self
+    }
 }
 
 impl Future for Ticket {
     type Output = (Md5Stream, Vec<u8>);
 
-    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
         if let Some(result) = self.done.result.borrow_mut().take() {
             return Poll::Ready(result);
         }
         self.done.waker.set(Some(context.waker().clone()));
+        if let Some(batcher) = self.hurry.take() {
+            batcher.urgent.set(true);
+            batcher.wake_drainer();
+        }
         Poll::Pending
     }
 }
@@ -539,7 +559,7 @@ impl Batcher {
             self.urgent.set(true);
         }
         self.wake_drainer();
-        Ticket { done }
+        Ticket { done, hurry: None }
     }
 
     /// Hash `buffer[..len]` into `stream` now (with whatever is queued).
@@ -807,6 +827,32 @@ mod tests {
             assert!(
                 runs < hashed,
                 "uploads were hashed together: {runs} batches, {hashed} streams"
+            );
+        });
+    }
+
+    /// A fast upload next to an idle one (both in progress on the core):
+    /// hurrying its pieces, it does not wait [`BATCH_WAIT`] for each.
+    #[test]
+    fn a_hurried_upload_does_not_wait_for_idle_ones() {
+        crate::test_support::run(|| async {
+            let batcher = Batcher::local();
+            let _idle = batcher.begin_upload();
+            let _fast = batcher.begin_upload();
+            let data = bytes(3, 20 * 4096);
+            let started = Instant::now();
+            let mut stream = Md5Stream::new();
+            let mut buffer = vec![0u8; 4096];
+            for piece in data.chunks(4096) {
+                buffer.copy_from_slice(piece);
+                (stream, buffer) = batcher.submit(stream, buffer, 4096, false).hurry().await;
+            }
+            let elapsed = started.elapsed();
+            assert_eq!(stream.finalize(), reference(&data));
+            // Unhurried, 20 pieces would take at least 20 x BATCH_WAIT.
+            assert!(
+                elapsed < BATCH_WAIT * 10,
+                "20 hurried pieces took {elapsed:?}"
             );
         });
     }
