@@ -984,16 +984,17 @@ fn random_payload(bytes: usize, seed: u64) -> Vec<u8> {
     payload
 }
 
-/// Create the bucket if it is missing; true if this run created it.
-fn create_bucket(plan: &Arc<Plan>) -> Result<bool, String> {
-    let plan_inner = plan.clone();
-    let outcome = LocalExecutorBuilder::new(Placement::Unbound)
+/// One request on the bucket itself (`PUT` or `DELETE`), on an executor of
+/// its own.
+fn bucket_request(plan: &Arc<Plan>, method: &'static str) -> Result<Response, String> {
+    let plan = plan.clone();
+    LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(1 << 20)
         .spawn(move || async move {
-            let mut client = Client::new(&plan_inner.endpoint);
-            let path = plan_inner.bucket_path();
+            let mut client = Client::new(&plan.endpoint);
+            let path = plan.bucket_path();
             let request = Request {
-                method: "PUT",
+                method,
                 path: &path,
                 query: "",
                 headers: &[],
@@ -1007,7 +1008,12 @@ fn create_bucket(plan: &Arc<Plan>) -> Result<bool, String> {
         })
         .map_err(|error| error.to_string())?
         .join()
-        .map_err(|error| error.to_string())??;
+        .map_err(|error| error.to_string())?
+}
+
+/// Create the bucket if it is missing; true if this run created it.
+fn create_bucket(plan: &Arc<Plan>) -> Result<bool, String> {
+    let outcome = bucket_request(plan, "PUT")?;
     if outcome.is_success() {
         return Ok(true);
     }
@@ -1022,28 +1028,7 @@ fn create_bucket(plan: &Arc<Plan>) -> Result<bool, String> {
 }
 
 fn delete_bucket(plan: &Arc<Plan>) -> Result<(), String> {
-    let plan_inner = plan.clone();
-    let response = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .spawn(move || async move {
-            let mut client = Client::new(&plan_inner.endpoint);
-            let path = plan_inner.bucket_path();
-            let request = Request {
-                method: "DELETE",
-                path: &path,
-                query: "",
-                headers: &[],
-                body: &[],
-                keep_body: true,
-            };
-            client
-                .send(&request)
-                .await
-                .map_err(|error| error.to_string())
-        })
-        .map_err(|error| error.to_string())?
-        .join()
-        .map_err(|error| error.to_string())??;
+    let response = bucket_request(plan, "DELETE")?;
     if response.is_success() {
         Ok(())
     } else {
