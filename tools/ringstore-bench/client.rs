@@ -33,6 +33,21 @@ pub struct Request<'a> {
     pub keep_body: bool,
 }
 
+impl<'a> Request<'a> {
+    /// A request without query, extra headers or body, whose response body
+    /// is dropped (GET, HEAD and DELETE of one object).
+    pub fn plain(method: &'a str, path: &'a str) -> Self {
+        Request {
+            method,
+            path,
+            query: "",
+            headers: &[],
+            body: &[],
+            keep_body: false,
+        }
+    }
+}
+
 /// What came back.
 #[derive(Debug, Default)]
 pub struct Response {

@@ -322,14 +322,7 @@ impl Worker {
 
     async fn get(&mut self, key: &str, size: u64) {
         let path = self.plan.key_path(key);
-        let request = Request {
-            method: "GET",
-            path: &path,
-            query: "",
-            headers: &[],
-            body: &[],
-            keep_body: false,
-        };
+        let request = Request::plain("GET", &path);
         let started = Instant::now();
         let result = match self.send(&request).await {
             Ok(response) if response.body_len == size => Ok(response.body_len),
@@ -345,14 +338,7 @@ impl Worker {
 
     async fn stat(&mut self, key: &str) {
         let path = self.plan.key_path(key);
-        let request = Request {
-            method: "HEAD",
-            path: &path,
-            query: "",
-            headers: &[],
-            body: &[],
-            keep_body: false,
-        };
+        let request = Request::plain("HEAD", &path);
         let started = Instant::now();
         let result = self.send(&request).await.map(drop);
         self.record(Op::Stat, started, 0, result);
@@ -360,14 +346,7 @@ impl Worker {
 
     async fn delete(&mut self, key: &str) {
         let path = self.plan.key_path(key);
-        let request = Request {
-            method: "DELETE",
-            path: &path,
-            query: "",
-            headers: &[],
-            body: &[],
-            keep_body: false,
-        };
+        let request = Request::plain("DELETE", &path);
         let started = Instant::now();
         let result = self.send(&request).await.map(drop);
         self.record(Op::Delete, started, 0, result);
