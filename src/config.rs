@@ -90,6 +90,8 @@ pub struct FileConfig {
     pub idle_timeout_ms: Option<u64>,
     pub body_read_timeout_ms: Option<u64>,
     pub connections_per_core_max: Option<usize>,
+    pub body_bytes_in_flight_per_core_max: Option<u64>,
+    pub multipart_uploads_per_core_max: Option<usize>,
     /// Size bound of one segment file, fixed per process (not per data
     /// directory: segments of any size are read back).
     pub segment_bytes: Option<u64>,
@@ -112,6 +114,12 @@ pub struct Config {
     pub idle_timeout_ms: u64,
     pub body_read_timeout_ms: u64,
     pub connections_per_core_max: usize,
+    /// Request-body bytes each core holds in memory at once
+    /// (`limits::BODY_BYTES_IN_FLIGHT_PER_CORE_MAX`).
+    pub body_bytes_in_flight_per_core_max: u64,
+    /// Multipart uploads in progress per core
+    /// (`limits::MULTIPART_UPLOADS_PER_CORE_MAX`).
+    pub multipart_uploads_per_core_max: usize,
     pub segment_bytes: u64,
     pub compaction_interval_ms: u64,
     /// How fast each core's scrub reads its objects; 0 turns scrubbing off.
@@ -159,12 +167,13 @@ impl Config {
             }
         };
         let online = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT));
         let config = Config {
-            data_dir: args
-                .data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT)),
+            data_dir: absolute_data_dir(&data_dir)?,
             listen: args
                 .listen
                 .or(file.listen)
@@ -196,6 +205,12 @@ impl Config {
             connections_per_core_max: file
                 .connections_per_core_max
                 .unwrap_or(limits::CONNECTIONS_PER_CORE_MAX_DEFAULT),
+            body_bytes_in_flight_per_core_max: file
+                .body_bytes_in_flight_per_core_max
+                .unwrap_or(limits::BODY_BYTES_IN_FLIGHT_PER_CORE_MAX),
+            multipart_uploads_per_core_max: file
+                .multipart_uploads_per_core_max
+                .unwrap_or(limits::MULTIPART_UPLOADS_PER_CORE_MAX),
             segment_bytes: file
                 .segment_bytes
                 .unwrap_or(crate::storage::segment::SEGMENT_BYTES_MAX),
@@ -276,6 +291,14 @@ impl Config {
                 "connections_per_core_max must be at least 1".into(),
             ));
         }
+        // One upload streams through two extent buffers, and one XML body
+        // is read whole: the budget must hold either.
+        let body_min = limits::XML_BODY_BYTES_MAX.max(2 * limits::EXTENT_BYTES_MAX);
+        if self.body_bytes_in_flight_per_core_max < body_min {
+            return Err(ConfigError(format!(
+                "body_bytes_in_flight_per_core_max must be at least {body_min}"
+            )));
+        }
         if self.listen == self.admin_listen && self.listen.port() != 0 {
             return Err(ConfigError(format!(
                 "the S3 listener and the admin listener both use {}",
@@ -284,6 +307,21 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The data directory as an absolute path, resolved against the working
+/// directory once, at start. Everything below works with it: glommio opens
+/// directories with `openat(-1, path)`, which fails with `EBADF` for a
+/// relative path (the README's first command once failed this way), and a
+/// path that does not depend on the working directory also reads better in
+/// every message.
+fn absolute_data_dir(dir: &Path) -> Result<PathBuf, ConfigError> {
+    std::path::absolute(dir).map_err(|error| {
+        ConfigError(format!(
+            "cannot resolve the data directory {}: {error}",
+            dir.display()
+        ))
+    })
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -422,7 +460,11 @@ mod tests {
     #[test]
     fn defaults_match_the_contract() {
         let config = Config::resolve(&args(&[])).unwrap();
-        assert_eq!(config.data_dir, PathBuf::from("./ringstore-data"));
+        assert_eq!(
+            config.data_dir,
+            std::env::current_dir().unwrap().join("ringstore-data")
+        );
+        assert!(config.data_dir.is_absolute());
         assert_eq!(config.listen.to_string(), "127.0.0.1:9000");
         assert_eq!(config.admin_listen.to_string(), "127.0.0.1:9001");
         assert_eq!(config.region, "us-east-1");

@@ -96,8 +96,17 @@ pub struct ServerOptions {
     listen: Option<SocketAddr>,
     /// `None`: a free port found just before the start.
     admin_listen: Option<SocketAddr>,
-    /// `None`: `<tempdir>/data`.
+    /// `None`: `<tempdir>/data`. A relative path is passed as it is and
+    /// resolved by the server against its working directory.
     data_dir: Option<PathBuf>,
+    /// Start without `--data-dir`, so the server uses its default
+    /// (`./ringstore-data`), as the README's first command does.
+    omit_data_dir: bool,
+    /// The server's working directory, relative to the test's temporary
+    /// directory (created empty); `None`: the test process's own.
+    working_dir: Option<PathBuf>,
+    /// `RLIMIT_NOFILE` (soft, hard) for the server process.
+    open_files_limit: Option<(u64, u64)>,
     extra_args: Vec<String>,
     env: Vec<(String, String)>,
 }
@@ -113,6 +122,9 @@ impl Default for ServerOptions {
             listen: None,
             admin_listen: None,
             data_dir: None,
+            omit_data_dir: false,
+            working_dir: None,
+            open_files_limit: None,
             extra_args: Vec::new(),
             env: Vec::new(),
         }
@@ -185,6 +197,28 @@ impl ServerOptions {
     #[must_use]
     pub fn data_dir(mut self, dir: &Path) -> Self {
         self.data_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Start without `--data-dir` (the server's default, `./ringstore-data`
+    /// in its working directory).
+    #[must_use]
+    pub fn omit_data_dir(mut self) -> Self {
+        self.omit_data_dir = true;
+        self
+    }
+
+    /// Run the server in `<tempdir>/<dir>`, created empty if missing.
+    #[must_use]
+    pub fn working_dir(mut self, dir: &str) -> Self {
+        self.working_dir = Some(PathBuf::from(dir));
+        self
+    }
+
+    /// Start the server with this open-files limit (`RLIMIT_NOFILE`).
+    #[must_use]
+    pub fn open_files_limit(mut self, soft: u64, hard: u64) -> Self {
+        self.open_files_limit = Some((soft, hard));
         self
     }
 
@@ -363,10 +397,23 @@ impl Server {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.options
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| self.root.path().join("data"))
+        self.data_dir_of(&self.options)
+    }
+
+    /// Where the server started with `options` keeps its data, as an
+    /// absolute path.
+    fn data_dir_of(&self, options: &ServerOptions) -> PathBuf {
+        let working_dir = options.working_dir.as_ref().map_or_else(
+            || std::env::current_dir().expect("the test's working directory"),
+            |dir| self.root.path().join(dir),
+        );
+        if options.omit_data_dir {
+            return working_dir.join("ringstore-data");
+        }
+        options.data_dir.as_ref().map_or_else(
+            || self.root.path().join("data"),
+            |dir| working_dir.join(dir),
+        )
     }
 
     pub fn pid(&self) -> u32 {
@@ -391,10 +438,7 @@ impl Server {
     fn launch(&mut self, options: &ServerOptions) -> Result<(), Exited> {
         assert!(self.process.is_none(), "the server is already running");
         self.start_count += 1;
-        let data_dir = options
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| self.root.path().join("data"));
+        let data_dir = self.data_dir_of(options);
         let listen = options
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -482,9 +526,18 @@ impl Server {
         admin_listen: SocketAddr,
     ) -> Command {
         let mut command = Command::new(binary());
+        if let Some(dir) = &options.working_dir {
+            let dir = self.root.path().join(dir);
+            std::fs::create_dir_all(&dir).expect("create the server's working directory");
+            command.current_dir(dir);
+        }
+        if !options.omit_data_dir {
+            // As given: a relative path stays relative.
+            command
+                .arg("--data-dir")
+                .arg(options.data_dir.as_deref().unwrap_or(data_dir));
+        }
         command
-            .arg("--data-dir")
-            .arg(data_dir)
             .arg("--listen")
             .arg(listen.to_string())
             .arg("--admin-listen")
@@ -526,14 +579,24 @@ impl Server {
         // the server, so start servers on the test's own thread.
         // SAFETY: prctl is async-signal-safe and touches no memory of ours;
         // this runs in the child between fork and exec.
+        let open_files_limit = options.open_files_limit;
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 let signal = libc::c_ulong::from(libc::SIGKILL.unsigned_abs());
-                if libc::prctl(libc::PR_SET_PDEATHSIG, signal) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
+                if libc::prctl(libc::PR_SET_PDEATHSIG, signal) != 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
+                if let Some((soft, hard)) = open_files_limit {
+                    let limit = libc::rlimit {
+                        rlim_cur: soft,
+                        rlim_max: hard,
+                    };
+                    // setrlimit is async-signal-safe.
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
             });
         }
         command
