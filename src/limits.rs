@@ -109,6 +109,53 @@ pub const BODY_READ_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 /// connection receives `503 SlowDown` and is closed.
 pub const CONNECTIONS_PER_CORE_MAX_DEFAULT: usize = 4096;
 
+/// File descriptors set aside for each core besides its client
+/// connections: the segment files its reader keeps open
+/// (`storage::segment::OPEN_SEGMENT_FILES_MAX`, 64), the active segment, the
+/// files an index flush, merge or compaction has open for a moment, and the
+/// executor's own (`io_uring` rings, eventfds, timers). The per-core
+/// connection limit is derived from the open-files limit minus these, so
+/// that accepting a connection can never take the descriptor a segment
+/// needs.
+pub const FILES_RESERVED_PER_CORE: usize = 256;
+
+/// File descriptors set aside for the process as a whole: standard
+/// streams, the data directory's lock, the listening sockets, the admin
+/// endpoint's connections (`ADMIN_CONNECTIONS_MAX`) and the catalog and
+/// credential files.
+pub const FILES_RESERVED_PROCESS: usize = 64 + ADMIN_CONNECTIONS_MAX;
+
+/// Fewest client connections per core the server starts with: below it the
+/// open-files limit is too low to serve, and saying so at start beats
+/// refusing clients later.
+pub const CONNECTIONS_PER_CORE_MIN: usize = 16;
+
+/// Most connections the admin endpoint (health, metrics) serves at once; it
+/// is for probes and scrapers, not for load. Past it a connection is closed
+/// at once.
+pub const ADMIN_CONNECTIONS_MAX: usize = 64;
+
+/// Largest object extent (one `Data` record's payload), as
+/// `storage::object::EXTENT_BYTES_MAX` (which asserts it is this).
+pub const EXTENT_BYTES_MAX: u64 = 1024 * 1024;
+
+/// Default request-body bytes each core holds in memory at once, over all its
+/// requests: a PUT or `UploadPart` streaming into extents holds two extent
+/// buffers (2 MiB), a small PUT its body, an XML request its document.
+/// A request waits for its share before it reads its body (the client is
+/// held back by TCP, not refused), so memory stays bounded however many
+/// connections upload at once: without it, 4096 connections per core
+/// could hold 8 GiB. 256 MiB lets 128 large uploads per core stream at
+/// once, more than a disk needs to reach its bandwidth.
+pub const BODY_BYTES_IN_FLIGHT_PER_CORE_MAX: u64 = 256 * 1024 * 1024;
+
+/// Default multipart uploads in progress on one core (the core that owns their
+/// key). Each one keeps its parts' list in memory until it is completed or
+/// aborted, so their number must be bounded; past it,
+/// `CreateMultipartUpload` is refused until some are completed or aborted
+/// (an abandoned upload counts until it is aborted).
+pub const MULTIPART_UPLOADS_PER_CORE_MAX: usize = 10_000;
+
 /// Default time between two checks of whether a compaction pass is due
 /// (`storage::shard::compaction`). A check that finds nothing due costs
 /// nothing; a pass walks the index.
@@ -150,6 +197,9 @@ pub const BUCKET_COUNT_MAX: usize = 10_000;
 pub const MESH_CHANNEL_CAPACITY: usize = 1024;
 
 const _: () = assert!(URI_BYTES_MAX < REQUEST_HEAD_BYTES_MAX);
+// The largest single reservation (an XML body) fits the per-core budget.
+const _: () = assert!(XML_BODY_BYTES_MAX <= BODY_BYTES_IN_FLIGHT_PER_CORE_MAX);
+const _: () = assert!(2 * EXTENT_BYTES_MAX <= BODY_BYTES_IN_FLIGHT_PER_CORE_MAX);
 const _: () = assert!(REQUEST_HEAD_BYTES_MAX <= CONNECTION_READ_BUFFER_BYTES);
 const _: () = assert!(KEY_BYTES_MAX * 3 < URI_BYTES_MAX);
 const _: () = assert!(CHUNK_LINE_BYTES_MAX <= TRAILER_BYTES_MAX);

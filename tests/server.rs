@@ -447,3 +447,47 @@ fn sigterm_lets_an_in_flight_request_on_each_core_finish() {
         assert_eq!(status.code(), Some(0), "{}", server.stderr());
     }
 }
+
+/// Goal: at start the server raises its soft open-files limit to the hard
+/// limit, logs both, and derives its per-core connection limit from it,
+/// leaving room for each core's segment and index files (256 per core, 128
+/// for the process): with a hard limit of 2048 on one core, 1664
+/// connections.
+#[test]
+fn open_files_limit_is_raised_and_bounds_connections() {
+    let mut server = ServerOptions::new()
+        .cores(1)
+        .open_files_limit(1024, 2048)
+        .start();
+    let log = common::strip_ansi(&server.stderr());
+    let line = log
+        .lines()
+        .find(|line| line.contains("open-files limit"))
+        .unwrap_or_else(|| panic!("no open-files line:\n{log}"));
+    for field in [
+        "soft_before=1024",
+        "soft=2048",
+        "hard=2048",
+        "connections_per_core=1664",
+    ] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+    assert!(
+        log.contains("connections_per_core_max lowered"),
+        "the lowered limit is a warning:\n{log}"
+    );
+    server.stop();
+}
+
+/// Goal: an open-files limit too low to serve (fewer than 16 connections
+/// per core after the reserved files) is a clean start error that says how
+/// to raise it.
+#[test]
+fn open_files_limit_too_low_is_a_clean_start_error() {
+    let exited = ServerOptions::new()
+        .cores(1)
+        .open_files_limit(390, 390)
+        .start_expecting_failure();
+    let message = exited.assert_clean_start_error();
+    assert!(message.contains("ulimit -n"), "{message}");
+}

@@ -307,6 +307,7 @@ impl<'c> BodyReader<'c> {
                     ChunkStep::End => {
                         self.trailers = decoder.trailers().to_vec();
                         self.consume_transport(consumed);
+                        self.expect_transport_end().await?;
                         return self.finish();
                     }
                     ChunkStep::NeedMore => {
@@ -412,7 +413,9 @@ impl<'c> BodyReader<'c> {
                         }
                         BodyStep::End => {
                             self.io.consume(consumed);
-                            self.trailers = decoder.trailers().to_vec();
+                            // HTTP trailers, after any the aws-chunked
+                            // framing inside carried.
+                            self.trailers.extend_from_slice(decoder.trailers());
                             *finished = true;
                             return Ok(());
                         }
@@ -423,6 +426,43 @@ impl<'c> BodyReader<'c> {
                     }
                 }
             }
+        }
+    }
+
+    /// The aws-chunked framing has ended: the HTTP framing must end with it.
+    /// Bytes left inside the Content-Length, or HTTP chunks after it, would
+    /// otherwise stay on the connection and be read as the next request (a
+    /// request smuggled inside a signed body), so they fail the request,
+    /// and a failed body closes the connection.
+    async fn expect_transport_end(&mut self) -> Result<(), S3Error> {
+        let trailing = || {
+            s3_error!(
+                InvalidRequest,
+                "The request body continues after the end of its aws-chunked encoding."
+            )
+        };
+        loop {
+            match &self.transport {
+                Transport::Empty => return Ok(()),
+                Transport::Length { remaining } => {
+                    return if *remaining == 0 {
+                        Ok(())
+                    } else {
+                        Err(trailing())
+                    };
+                }
+                Transport::Chunked {
+                    from, to, finished, ..
+                } => {
+                    if from != to {
+                        return Err(trailing());
+                    }
+                    if *finished {
+                        return Ok(());
+                    }
+                }
+            }
+            self.fill_transport().await?;
         }
     }
 

@@ -84,6 +84,12 @@ pub enum ParseError {
     /// More than one `Host` header: which one names the bucket would be a
     /// guess, and RFC 9112 §3.2 requires a 400.
     Host,
+    /// An absolute-form target whose authority is not the `Host` header.
+    /// The signature covers `Host`, and routing would follow the target: a
+    /// presigned URL for one bucket could then read or overwrite the same
+    /// key in every other bucket (virtual-hosted style names the bucket in
+    /// the host). A request must name one host.
+    HostMismatch,
     /// `Content-Length` is not a decimal number, or is repeated with
     /// different values.
     ContentLength,
@@ -124,6 +130,7 @@ impl ParseError {
             | Self::HeadTooLarge
             | Self::TooManyHeaders
             | Self::Host
+            | Self::HostMismatch
             | Self::ContentLength
             | Self::TransferEncoding
             | Self::TransferEncodingAndContentLength => StatusCode::BAD_REQUEST,
@@ -154,6 +161,7 @@ impl ParseError {
             | Self::Version
             | Self::Header
             | Self::Host
+            | Self::HostMismatch
             | Self::ContentLength
             | Self::TransferEncoding
             | Self::TransferEncodingAndContentLength => "InvalidRequest",
@@ -173,6 +181,9 @@ impl ParseError {
             Self::HeadTooLarge => "Your request header section exceeds the maximum allowed size.",
             Self::TooManyHeaders => "Your request has more header fields than allowed.",
             Self::Host => "Your request has more than one Host header.",
+            Self::HostMismatch => {
+                "The host of the absolute request-target is not the Host header's."
+            }
             Self::ContentLength => "The Content-Length header is malformed or inconsistent.",
             Self::TransferEncoding => "The Transfer-Encoding header is malformed.",
             Self::TransferEncodingAndContentLength => {
@@ -257,6 +268,12 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, ParseError
     }
     if headers.get_all(header::HOST).iter().nth(1).is_some() {
         return Err(ParseError::Host);
+    }
+    if let Some(authority) = absolute_form_authority(target) {
+        let host = headers.get(header::HOST).map(HeaderValue::as_bytes);
+        if host.is_none_or(|host| !host.eq_ignore_ascii_case(authority.as_bytes())) {
+            return Err(ParseError::HostMismatch);
+        }
     }
 
     let head = RequestHead {
@@ -422,17 +439,14 @@ impl RequestHead {
         self.version_minor == 1 && has_token(&self.headers, &header::EXPECT, "100-continue")
     }
 
-    /// The host the request is addressed to: the authority of an
-    /// absolute-form target, which RFC 9112 §3.2.2 says wins over the
-    /// `Host` header, else the `Host` header. `None` when there is neither,
-    /// or when the `Host` value is empty or not visible ASCII. The port, if
-    /// any, is still attached.
+    /// The host the request is addressed to: the `Host` header, which the
+    /// signature covers. (An absolute-form target must name the same host,
+    /// or [`parse_head`] refuses it with [`ParseError::HostMismatch`].)
+    /// `None` when there is none, or when its value is empty or not visible
+    /// ASCII. The port, if any, is still attached.
     #[must_use]
     pub fn host(&self) -> Option<&str> {
-        let host = match absolute_form_authority(&self.target) {
-            Some(authority) => authority,
-            None => self.headers.get(header::HOST)?.to_str().ok()?,
-        };
+        let host = self.headers.get(header::HOST)?.to_str().ok()?;
         (!host.is_empty()).then_some(host)
     }
 }
@@ -613,20 +627,40 @@ mod tests {
 
     #[test]
     fn absolute_form_is_reduced_to_path_and_names_the_host() {
-        let head = head_with("GET http://bucket.s3.local:9000/key?acl HTTP/1.1\r\nHost: other");
+        let head = head_with(
+            "GET http://bucket.s3.local:9000/key?acl HTTP/1.1\r\nHost: Bucket.S3.local:9000",
+        );
         assert_eq!(head.target, "http://bucket.s3.local:9000/key?acl");
         assert_eq!(head.path, "/key");
         assert_eq!(head.query.as_deref(), Some("acl"));
-        assert_eq!(head.host(), Some("bucket.s3.local:9000"));
+        assert_eq!(head.host(), Some("Bucket.S3.local:9000"));
 
-        let head = head_with("GET HTTPS://h HTTP/1.1");
+        let head = head_with("GET HTTPS://h HTTP/1.1\r\nHost: h");
         assert_eq!(head.path, "/");
         assert_eq!(head.query, None);
         assert_eq!(head.host(), Some("h"));
 
-        let head = head_with("GET http://h?x HTTP/1.1");
+        let head = head_with("GET http://h?x HTTP/1.1\r\nHost: h");
         assert_eq!(head.path, "/");
         assert_eq!(head.query.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn absolute_form_must_name_the_host_that_was_signed() {
+        // Regression: routing followed the absolute-form authority while
+        // the signature covered `Host`, so a presigned URL for
+        // `photos.localhost` could be aimed at `private.localhost`.
+        for input in [
+            "GET http://private.localhost:9000/cat.jpg HTTP/1.1\r\nHost: photos.localhost:9000\r\n\r\n",
+            "GET http://private.localhost:9000/cat.jpg HTTP/1.1\r\nHost: private.localhost\r\n\r\n",
+            "GET http://private.localhost/cat.jpg HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse_head(input.as_bytes()),
+                Err(ParseError::HostMismatch),
+                "{input}"
+            );
+        }
     }
 
     #[test]
@@ -982,6 +1016,7 @@ mod tests {
                 "RequestHeaderSectionTooLarge",
             ),
             (ParseError::Host, 400, "InvalidRequest"),
+            (ParseError::HostMismatch, 400, "InvalidRequest"),
             (ParseError::ContentLength, 400, "InvalidRequest"),
             (ParseError::TransferEncoding, 400, "InvalidRequest"),
             (

@@ -115,7 +115,7 @@ pub async fn create_bucket(
             "Object lock is not implemented by this server"
         ));
     }
-    let data = body.read_to_vec(limits::XML_BODY_BYTES_MAX).await?;
+    let (_memory, data) = super::read_xml_body(worker, body).await?;
     super::put::check_content_md5(&request.head.headers, &data)?;
     super::checksum::verify(&request.head.headers, body.trailers(), &data)?;
     let configuration = xml::parse_create_bucket_configuration(&data)?;

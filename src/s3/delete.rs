@@ -142,7 +142,7 @@ pub async fn delete_objects(
         return Err(super::bucket::no_such_bucket(bucket));
     }
     let headers = &request.head.headers;
-    let data = body.read_to_vec(limits::XML_BODY_BYTES_MAX).await?;
+    let (_memory, data) = super::read_xml_body(worker, body).await?;
     check_integrity(headers, body.trailers(), &data)?;
     let (objects, quiet) = parse_delete(&data)?;
 

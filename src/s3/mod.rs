@@ -89,6 +89,20 @@ impl Response {
     }
 }
 
+/// Read an XML request body (at most `limits::XML_BODY_BYTES_MAX`) into
+/// memory, within the core's body budget: the returned permit holds the
+/// reservation until the caller drops it, after the document is parsed.
+pub(crate) async fn read_xml_body<'w>(
+    worker: &'w Worker,
+    body: &mut BodyReader<'_>,
+) -> Result<(glommio::sync::Permit<'w>, Vec<u8>), S3Error> {
+    let limit = crate::limits::XML_BODY_BYTES_MAX;
+    let reserved = body.declared_len().map_or(limit, |len| len.min(limit));
+    let memory = worker.reserve_body_bytes(reserved).await;
+    let data = body.read_to_vec(limit).await?;
+    Ok((memory, data))
+}
+
 /// Run the handler of `request.route.endpoint`.
 pub async fn dispatch(
     worker: &Rc<Worker>,

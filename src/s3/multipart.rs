@@ -48,7 +48,9 @@ use crate::server::worker::Worker;
 use crate::storage::md5::Md5;
 use crate::storage::object::{Checksum, ChecksumAlgorithm};
 use crate::storage::object::{ETag, EXTENT_COUNT_MAX, Extent, ObjectBody};
-use crate::storage::shard::uploads::{Completed, Upload, UploadError, UploadListed, UploadQuery};
+use crate::storage::shard::uploads::{
+    Completed, CreateUploadError, Upload, UploadError, UploadListed, UploadQuery,
+};
 use crate::storage::upload::{ChecksumSpec, UploadCreate, UploadEnd, UploadOutcome, UploadPart};
 
 /// `NoSuchUpload`, as AWS words it.
@@ -98,11 +100,26 @@ pub async fn create_multipart_upload(
         checksum,
         template,
     };
-    worker
+    let uploads_max = worker.config.multipart_uploads_per_core_max;
+    match worker
         .shard()
-        .create_upload(create.clone())
+        .create_upload(create.clone(), uploads_max)
         .await
-        .map_err(S3Error::internal)?;
+    {
+        Ok(()) => {}
+        Err(CreateUploadError::TooManyUploads) => {
+            // Not a rate problem that a retry solves: uploads in progress
+            // stay until they are completed or aborted.
+            return Err(s3_error!(
+                InvalidRequest,
+                "This server holds the most multipart uploads in progress it allows ({} per \
+                 core); complete or abort some (ListMultipartUploads shows them) before \
+                 starting more.",
+                uploads_max
+            ));
+        }
+        Err(CreateUploadError::Storage(error)) => return Err(S3Error::internal(error)),
+    }
     let mut out = String::with_capacity(512);
     out.push_str(xml::XML_DECLARATION);
     out.push_str("<InitiateMultipartUploadResult xmlns=\"");
@@ -220,7 +237,7 @@ pub async fn upload_part(
     let content_md5 = content_md5(&request.head.headers)?;
     let mut checksum = part_checksum(&request.head.headers, spec)?;
     let guard = shard.begin_upload();
-    let (extents, md5) = receive_extents(&shard, body, size, &mut checksum).await?;
+    let (extents, md5) = receive_extents(worker, &shard, body, size, &mut checksum).await?;
     if let Some(expected) = content_md5
         && expected != md5
     {
@@ -346,7 +363,7 @@ pub async fn complete_multipart_upload(
     let (bucket, key) = object_names(worker, request)?;
     check_bucket(worker, bucket)?;
     let shard = worker.shard();
-    let body = body.read_to_vec(limits::XML_BODY_BYTES_MAX).await?;
+    let (_memory, body) = super::read_xml_body(worker, body).await?;
     // An `x-amz-checksum-*` header here is the object's, not the body's.
     check_content_md5(&request.head.headers, &body)?;
     let requested = parse_complete(&body)?;

@@ -61,6 +61,7 @@ pub async fn put_object(
     let shard = worker.shard();
     let mut upload = None;
     let digest: [u8; 16] = if size <= INLINE_BYTES_MAX as u64 {
+        let _memory = worker.reserve_body_bytes(size).await;
         let data = read_up_to(body, INLINE_BYTES_MAX).await?;
         let digest = Md5::digest(&data);
         checksum.update(&data);
@@ -73,7 +74,7 @@ pub async fn put_object(
     } else {
         // Until the commit, compaction must leave the extents' segments.
         upload = Some(shard.begin_upload());
-        let (extents, digest) = receive_extents(&shard, body, size, &mut checksum).await?;
+        let (extents, digest) = receive_extents(worker, &shard, body, size, &mut checksum).await?;
         commit.body = ObjectBody::Extents(extents);
         digest
     };
@@ -132,12 +133,20 @@ pub(super) fn object_template(
 /// the body is received into the other, so the wait costs no time; an
 /// upload whose next piece arrives first hurries the batch. The last piece
 /// may wait up to `md5_lanes::BATCH_WAIT` for company.
+///
+/// The two buffers are reserved from the core's body budget first
+/// ([`Worker::reserve_body_bytes`]), so uploads beyond the budget wait
+/// before they read anything.
 pub(super) async fn receive_extents(
+    worker: &Worker,
     shard: &Shard,
     body: &mut BodyReader<'_>,
     size: u64,
     checksum: &mut BodyChecksum,
 ) -> Result<(Vec<Extent>, [u8; 16]), S3Error> {
+    let _memory = worker
+        .reserve_body_bytes(2 * u64::from(EXTENT_BYTES_MAX).min(size))
+        .await;
     let batcher = Batcher::local();
     let _active = batcher.begin_upload();
     let mut stream = Some(Md5Stream::new());

@@ -9,6 +9,8 @@
 //!   in the Prometheus text format.
 //!
 //! Bind it to a loopback or management address: it is not authenticated.
+//! At most `limits::ADMIN_CONNECTIONS_MAX` connections are served at once;
+//! past that a new one is closed without an answer.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -21,16 +23,32 @@ use super::metrics::render_prometheus;
 use super::worker::Worker;
 use crate::http::io::{ConnIo, deadline_in};
 use crate::http::request::parse_head;
+use crate::limits;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 const ADMIN_HEAD_TIMEOUT_MS: u64 = 5_000;
 
 pub async fn serve(worker: Rc<Worker>, listener: TcpListener) {
+    let open = Rc::new(std::cell::Cell::new(0_usize));
     loop {
         match listener.accept().await {
             Ok(stream) => {
+                if open.get() >= limits::ADMIN_CONNECTIONS_MAX {
+                    // Probes and scrapers retry; a flood of them must not
+                    // take descriptors or memory from the S3 listener.
+                    tracing::debug!("admin connection refused: too many open");
+                    drop(stream);
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
-                glommio::spawn_local(answer(worker.clone(), ConnIo::new(stream))).detach();
+                open.set(open.get() + 1);
+                let open = open.clone();
+                let worker = worker.clone();
+                glommio::spawn_local(async move {
+                    answer(worker, ConnIo::new(stream)).await;
+                    open.set(open.get() - 1);
+                })
+                .detach();
             }
             Err(error) => {
                 tracing::warn!(%error, "admin accept failed");

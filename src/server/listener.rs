@@ -46,7 +46,7 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
 }
 
 /// Answer `503 SlowDown` without reading the request, and close.
-async fn refuse(worker: Rc<Worker>, stream: TcpStream) {
+pub(super) async fn refuse(worker: Rc<Worker>, stream: TcpStream) {
     let request_id = worker.next_request_id();
     let error = crate::s3_error!(SlowDown, "Please reduce your request rate.");
     let body = error.to_xml(&request_id);

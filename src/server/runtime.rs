@@ -93,6 +93,7 @@ struct StopFlags {
 /// Run the server until SIGINT or SIGTERM.
 pub fn run(config: &Config) -> Result<(), StartError> {
     check_memlock()?;
+    let connections_per_core_max = connection_limit(config)?;
     let _lock = prepare_data_dir(config)?;
     let (credentials, source) = resolve_credentials(config).map_err(|error| StartError(error.0))?;
     announce_credentials(config, &credentials, &source);
@@ -116,6 +117,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         credentials: Arc::new(std::iter::once(credentials).collect::<CredentialStore>()),
         catalog: Arc::new(catalog),
         request_id_prefix: u32::from_le_bytes(random),
+        connections_per_core_max,
     });
     let stop = Arc::new(StopFlags::default());
     let (events_sender, events) = crossbeam_channel::bounded(config.cores * 2);
@@ -297,6 +299,93 @@ fn check_memlock() -> Result<(), StartError> {
         )));
     }
     Ok(())
+}
+
+/// Raise the soft open-files limit (`RLIMIT_NOFILE`) to the hard limit and
+/// derive the per-core connection limit from it: every connection is one
+/// descriptor, and each core also needs `limits::FILES_RESERVED_PER_CORE`
+/// for its segments and index files, so the configured
+/// `connections_per_core_max` is lowered if the descriptors could not hold
+/// it. Past the derived limit a connection gets `503 SlowDown` instead of
+/// taking a descriptor that a segment or an index flush needs.
+fn connection_limit(config: &Config) -> Result<usize, StartError> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } != 0 {
+        return Err(StartError(format!(
+            "cannot read the open-files limit: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    let soft_before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we pass; raising the soft
+        // limit up to the hard limit needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) } == 0 {
+            limit.rlim_cur = limit.rlim_max;
+        } else {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "cannot raise the soft open-files limit to the hard limit"
+            );
+        }
+    }
+    let (allowed, files) = connections_for_files(limit.rlim_cur, config.cores);
+    let connections = allowed.min(config.connections_per_core_max);
+    let show = |value: libc::rlim_t| {
+        if value == libc::RLIM_INFINITY {
+            "unlimited".to_owned()
+        } else {
+            value.to_string()
+        }
+    };
+    tracing::info!(
+        soft_before = %show(soft_before),
+        soft = %show(limit.rlim_cur),
+        hard = %show(limit.rlim_max),
+        connections_per_core = connections,
+        "open-files limit"
+    );
+    if allowed < limits::CONNECTIONS_PER_CORE_MIN {
+        return Err(StartError(format!(
+            "the open-files limit ({files}) leaves room for only {allowed} connections per \
+             core on {} cores (at least {} are needed); raise it with `ulimit -n 65536` (or \
+             LimitNOFILE=65536 in a systemd unit)",
+            config.cores,
+            limits::CONNECTIONS_PER_CORE_MIN
+        )));
+    }
+    if allowed < config.connections_per_core_max {
+        tracing::warn!(
+            configured = config.connections_per_core_max,
+            effective = connections,
+            "connections_per_core_max lowered to what the open-files limit allows; \
+             raise the limit (ulimit -n) to serve more"
+        );
+    }
+    Ok(connections)
+}
+
+/// How many connections per core `files` descriptors leave room for on
+/// `cores` cores, once the process's and every core's own files are set
+/// aside; and the descriptor count it was computed from.
+fn connections_for_files(files: libc::rlim_t, cores: usize) -> (usize, u64) {
+    let files: u64 = if files == libc::RLIM_INFINITY {
+        u64::MAX
+    } else {
+        files
+    };
+    let reserved =
+        (limits::FILES_RESERVED_PROCESS + cores * limits::FILES_RESERVED_PER_CORE) as u64;
+    let per_core = files.saturating_sub(reserved) / cores as u64;
+    (usize::try_from(per_core).unwrap_or(usize::MAX), files)
 }
 
 fn memlock_hint() -> &'static str {
@@ -516,5 +605,21 @@ fn wait_for_stop_signal(events: &crossbeam_channel::Receiver<CoreEvent>) -> &'st
             tracing::error!("a core stopped by itself; stopping the others");
             return "core stopped";
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_fit_the_open_files_limit() {
+        // 2 cores: 64 + 64 (admin) + 2 * 256 = 640 descriptors are set
+        // aside, and the rest is split between the cores.
+        assert_eq!(connections_for_files(20_000, 2), (9_680, 20_000));
+        assert_eq!(connections_for_files(1024, 1), (640, 1024));
+        assert_eq!(connections_for_files(640, 2).0, 0);
+        assert_eq!(connections_for_files(100, 2).0, 0);
+        assert!(connections_for_files(libc::RLIM_INFINITY, 4).0 > 1 << 40);
     }
 }

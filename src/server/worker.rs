@@ -37,6 +37,9 @@ pub struct SharedSetup {
     pub catalog: Arc<Catalog>,
     /// A random prefix that makes request ids unique across restarts.
     pub request_id_prefix: u32,
+    /// Client connections each core holds at most: the configured limit,
+    /// lowered to what the open-files limit allows (`runtime`).
+    pub connections_per_core_max: usize,
 }
 
 pub struct Worker {
@@ -60,6 +63,10 @@ pub struct Worker {
     catalog_failed: Cell<bool>,
     data_dir: PathBuf,
     open_connections: Cell<usize>,
+    connections_max: usize,
+    /// This core's budget of request-body bytes held in memory
+    /// (`body_bytes_in_flight_per_core_max`).
+    body_bytes: glommio::sync::Semaphore,
     request_id_prefix: u32,
     request_count: Cell<u64>,
     stopping: Cell<bool>,
@@ -85,6 +92,10 @@ impl Worker {
             catalog_failed: Cell::new(false),
             data_dir: setup.config.data_dir.clone(),
             open_connections: Cell::new(0),
+            connections_max: setup.connections_per_core_max,
+            body_bytes: glommio::sync::Semaphore::new(
+                setup.config.body_bytes_in_flight_per_core_max,
+            ),
             request_id_prefix: setup.request_id_prefix,
             request_count: Cell::new(0),
             stopping: Cell::new(false),
@@ -109,11 +120,16 @@ impl Worker {
             .expect("cores serve only once their shard is open")
     }
 
-    /// Take a connection handed over by another core. It already counted
-    /// against that core's limit, so it is not refused here.
-    pub fn adopt_connection(&self) {
-        self.open_connections.set(self.open_connections.get() + 1);
-        self.metrics.borrow_mut().connection_opened();
+    /// Reserve `bytes` of this core's budget for request bodies held in
+    /// memory, waiting while other requests hold it; the reservation ends
+    /// when the permit is dropped. Called before the body is read, so a
+    /// client that has to wait is held back by TCP flow control.
+    pub async fn reserve_body_bytes(&self, bytes: u64) -> glommio::sync::Permit<'_> {
+        let bytes = bytes.clamp(1, self.config.body_bytes_in_flight_per_core_max);
+        self.body_bytes
+            .acquire_permit(bytes)
+            .await
+            .expect("the body budget semaphore is never closed")
     }
 
     /// This core's current copy of the bucket catalog.
@@ -140,7 +156,7 @@ impl Worker {
     /// Try to take a connection slot; `false` when the core is at its limit.
     pub fn try_open_connection(&self) -> bool {
         let open = self.open_connections.get();
-        if open >= self.config.connections_per_core_max {
+        if open >= self.connections_max {
             self.metrics.borrow_mut().connection_refused();
             return false;
         }
@@ -303,21 +319,29 @@ impl super::mesh::Handler for Worker {
                 ),
                 Request::ListUploads(query) => Reply::Uploads(self.shard().list_uploads(&query)),
                 Request::AdoptConnection { fd, buffered } => {
-                    self.adopt_connection();
-                    let worker = self.clone();
-                    glommio::spawn_local(async move {
-                        let stream = {
-                            use std::os::fd::{FromRawFd as _, IntoRawFd as _};
-                            // SAFETY: the fd is a connected TCP socket that
-                            // the sending core duplicated for this core
-                            // alone; ownership moves into the stream.
-                            unsafe { glommio::net::TcpStream::from_raw_fd(fd.into_raw_fd()) }
-                        };
-                        let io = crate::http::io::ConnIo::with_buffered(stream, &buffered);
-                        crate::http::conn::serve(worker.clone(), io).await;
-                        worker.close_connection();
-                    })
-                    .detach();
+                    let stream = {
+                        use std::os::fd::{FromRawFd as _, IntoRawFd as _};
+                        // SAFETY: the fd is a connected TCP socket that the
+                        // sending core duplicated for this core alone;
+                        // ownership moves into the stream.
+                        unsafe { glommio::net::TcpStream::from_raw_fd(fd.into_raw_fd()) }
+                    };
+                    // A handed-off connection counts against this core's
+                    // limit like one it accepted: otherwise heads naming
+                    // keys of one core could pile connections on it
+                    // without bound.
+                    if self.try_open_connection() {
+                        let worker = self.clone();
+                        glommio::spawn_local(async move {
+                            let io = crate::http::io::ConnIo::with_buffered(stream, &buffered);
+                            crate::http::conn::serve(worker.clone(), io).await;
+                            worker.close_connection();
+                        })
+                        .detach();
+                    } else {
+                        glommio::spawn_local(super::listener::refuse(self.clone(), stream))
+                            .detach();
+                    }
                     Reply::Done
                 }
                 request @ (Request::CreateBucket { .. } | Request::DeleteBucket { .. }) => {

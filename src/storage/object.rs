@@ -110,6 +110,7 @@ const _: () = assert!(
 );
 const _: () = assert!(EXTENT_BYTES_MAX <= record::RECORD_PAYLOAD_BYTES_MAX);
 const _: () = assert!(INLINE_BYTES_MAX < EXTENT_BYTES_MAX as usize);
+const _: () = assert!(EXTENT_BYTES_MAX as u64 == limits::EXTENT_BYTES_MAX);
 // The largest commit, also when relocated, fits in one record: fixed fields, six headers, user
 // metadata, checksums and the larger of the two bodies.
 const _: () = assert!(

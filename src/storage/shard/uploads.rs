@@ -90,6 +90,9 @@ pub struct Uploads {
     completed_order: VecDeque<String>,
     /// Segments holding records of uploads in progress, with how many.
     segments: BTreeMap<SegmentId, u32>,
+    /// Creations appended but not yet durable: they count against the
+    /// limit of uploads in progress like uploads in progress.
+    creating: usize,
 }
 
 /// One upload of a `ListMultipartUploads` answer.
@@ -510,6 +513,15 @@ pub enum UploadError {
     Storage(ShardError),
 }
 
+/// Why [`Shard::create_upload`] failed.
+#[derive(Debug)]
+pub enum CreateUploadError {
+    /// This shard already holds as many uploads in progress as it allows
+    /// (`multipart_uploads_per_core_max`).
+    TooManyUploads,
+    Storage(ShardError),
+}
+
 impl From<ShardError> for UploadError {
     fn from(error: ShardError) -> Self {
         UploadError::Storage(error)
@@ -564,20 +576,40 @@ impl Shard {
             .map(|upload| upload.create.checksum)
     }
 
-    /// Begin an upload: durable, then known.
-    pub async fn create_upload(&self, create: UploadCreate) -> Result<(), ShardError> {
-        let (location, _) = self
-            .append_pending(Kind::UploadCreate, &create.encode(), None)
-            .await?;
-        let result = self.writer.sync(location).await;
-        if result.is_ok() {
-            self.multipart
-                .borrow_mut()
-                .apply_create(create, location.segment);
+    /// Begin an upload: durable, then known. Refused with
+    /// [`CreateUploadError::TooManyUploads`] when the shard holds
+    /// `uploads_max` uploads in progress (counting creations not yet
+    /// durable).
+    pub async fn create_upload(
+        &self,
+        create: UploadCreate,
+        uploads_max: usize,
+    ) -> Result<(), CreateUploadError> {
+        {
+            let mut multipart = self.multipart.borrow_mut();
+            if multipart.by_id.len() + multipart.creating >= uploads_max {
+                return Err(CreateUploadError::TooManyUploads);
+            }
+            multipart.creating += 1;
         }
-        self.unmark_pending(location, None);
-        result?;
-        Ok(())
+        let appended = self
+            .append_pending(Kind::UploadCreate, &create.encode(), None)
+            .await;
+        let result = match appended {
+            Ok((location, _)) => {
+                let result = self.writer.sync(location).await;
+                if result.is_ok() {
+                    self.multipart
+                        .borrow_mut()
+                        .apply_create(create, location.segment);
+                }
+                self.unmark_pending(location, None);
+                result.map_err(ShardError::from)
+            }
+            Err(error) => Err(error),
+        };
+        self.multipart.borrow_mut().creating -= 1;
+        result.map_err(CreateUploadError::Storage)
     }
 
     /// Store a part whose extents are appended: durable, then part of its
