@@ -29,7 +29,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use glommio::io::{DmaBuffer, DmaFile, ReadResult};
+use glommio::io::{DmaBuffer, ReadResult};
+use ringstore::storage::fs::DmaSegmentFile;
 use ringstore::storage::location::SegmentId;
 use ringstore::storage::record::Kind;
 use ringstore::storage::segment::{
@@ -42,9 +43,9 @@ fn bench_dir() -> PathBuf {
     std::env::var_os("RINGSTORE_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
 }
 
-/// A `DmaFile` that counts its fdatasyncs.
+/// A segment file (`DmaFile`) that counts its fdatasyncs.
 struct CountingFile {
-    inner: DmaFile,
+    inner: DmaSegmentFile,
     syncs: Rc<Cell<u64>>,
 }
 

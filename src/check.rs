@@ -84,6 +84,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::storage::fs::DmaSegmentFile;
 use glommio::io::DmaFile;
 
 use crate::storage::catalog::Catalog;
@@ -97,8 +98,8 @@ use crate::storage::object::{
 };
 use crate::storage::record::{self, Kind, RecordError};
 use crate::storage::segment::{
-    self, ScanEnd, ScannedRecord, SegmentDir, SegmentFile as _, SegmentReader, SegmentRole,
-    StorageError, segment_file_name,
+    self, ScanEnd, ScannedRecord, SegmentDir, SegmentReader, SegmentRole, StorageError,
+    segment_file_name,
 };
 use crate::storage::upload::{UploadCreate, UploadEnd, UploadPart};
 
@@ -633,9 +634,9 @@ struct ReadOnlyDir {
 }
 
 impl SegmentDir for ReadOnlyDir {
-    type File = DmaFile;
+    type File = DmaSegmentFile;
 
-    async fn create(&self, segment: SegmentId) -> io::Result<DmaFile> {
+    async fn create(&self, segment: SegmentId) -> io::Result<DmaSegmentFile> {
         Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
@@ -645,13 +646,13 @@ impl SegmentDir for ReadOnlyDir {
         ))
     }
 
-    async fn open(&self, segment: SegmentId) -> io::Result<DmaFile> {
-        Ok(DmaFile::open(self.path.join(segment_file_name(segment))).await?)
+    async fn open(&self, segment: SegmentId) -> io::Result<DmaSegmentFile> {
+        DmaSegmentFile::open_read_only(&self.path.join(segment_file_name(segment))).await
     }
 }
 
 /// Why the bytes at `offset` are not a record, if they are not.
-async fn record_damage(file: &DmaFile, offset: u64) -> Option<String> {
+async fn record_damage(file: &DmaSegmentFile, offset: u64) -> Option<String> {
     let header_len = record::HEADER_BYTES as usize;
     let head = file.read_at(offset, header_len).await.ok()?;
     let needed = match record::decode(&head) {

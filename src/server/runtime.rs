@@ -396,7 +396,9 @@ fn memlock_hint() -> &'static str {
 /// shard count. The returned file holds the lock until the process exits.
 fn prepare_data_dir(config: &Config) -> Result<std::fs::File, StartError> {
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir).map_err(|error| {
+    // Durably: the directory must still exist after a power cut, or the
+    // first acknowledged writes would vanish with it.
+    crate::storage::fs::create_dir_all(dir).map_err(|error| {
         StartError(format!(
             "cannot create the data directory {}: {error}",
             dir.display()
@@ -441,14 +443,7 @@ fn check_format(dir: &Path, cores: usize) -> Result<(), StartError> {
             )))
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let write = || -> std::io::Result<()> {
-                let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, &expected)?;
-                std::fs::File::open(&tmp)?.sync_all()?;
-                std::fs::rename(&tmp, &path)?;
-                std::fs::File::open(dir)?.sync_all()
-            };
-            write().map_err(|error| {
+            crate::storage::fs::write_file_durably(&path, expected.as_bytes()).map_err(|error| {
                 StartError(format!(
                     "cannot write {} in the data directory: {error}",
                     path.display()

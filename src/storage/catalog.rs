@@ -21,7 +21,7 @@
 //!
 //! # Crash safety
 //!
-//! A change is written to `catalog.tmp`, fdatasync'ed, renamed over
+//! A change is written to `catalog.tmp`, synced, renamed over
 //! `catalog`, and the directory is fsync'ed before the change is
 //! acknowledged. A crash before the rename leaves the old catalog (and a
 //! stray `catalog.tmp`, overwritten by the next change); a crash after it
@@ -36,7 +36,6 @@ use crate::limits;
 use crate::storage::crc;
 
 pub const CATALOG_FILE: &str = "catalog";
-const CATALOG_TMP_FILE: &str = "catalog.tmp";
 const MAGIC: &[u8; 8] = b"RSCATLG\0";
 const VERSION: u32 = 1;
 
@@ -146,7 +145,7 @@ impl Catalog {
 
     /// Read the catalog at start; a missing file is an empty catalog.
     pub fn load(data_dir: &Path) -> Result<Catalog, CatalogError> {
-        match std::fs::read(data_dir.join(CATALOG_FILE)) {
+        match crate::storage::fs::read(&data_dir.join(CATALOG_FILE)) {
             Ok(bytes) => Catalog::decode(&bytes),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Catalog::default()),
             Err(error) => Err(CatalogError::Io(error)),
@@ -154,36 +153,16 @@ impl Catalog {
     }
 
     /// Make this version of the catalog durable (see the module doc for the
-    /// order of steps and why). Runs on the executor through `io_uring`.
+    /// order of steps and why), on glommio's blocking pool so that the core
+    /// does not stall on the syncs.
     pub async fn store(&self, data_dir: &Path) -> Result<(), CatalogError> {
-        let tmp = data_dir.join(CATALOG_TMP_FILE);
-        let file = glommio::io::BufferedFile::create(&tmp)
-            .await
-            .map_err(glommio_io)?;
+        let path = data_dir.join(CATALOG_FILE);
         let bytes = self.encode();
-        let len = bytes.len();
-        let written = file.write_at(bytes, 0).await.map_err(glommio_io)?;
-        if written != len {
-            return Err(CatalogError::Io(std::io::Error::other(
-                "short write of the bucket catalog",
-            )));
-        }
-        file.fdatasync().await.map_err(glommio_io)?;
-        file.close().await.map_err(glommio_io)?;
-        glommio::io::rename(&tmp, data_dir.join(CATALOG_FILE))
+        glommio::executor()
+            .spawn_blocking(move || crate::storage::fs::write_file_durably(&path, &bytes))
             .await
-            .map_err(glommio_io)?;
-        let dir = glommio::io::Directory::open(data_dir)
-            .await
-            .map_err(glommio_io)?;
-        dir.sync().await.map_err(glommio_io)?;
-        dir.close().await.map_err(glommio_io)?;
-        Ok(())
+            .map_err(CatalogError::Io)
     }
-}
-
-fn glommio_io(error: glommio::GlommioError<()>) -> CatalogError {
-    CatalogError::Io(error.into())
 }
 
 fn push_str16(out: &mut Vec<u8>, text: &str) {

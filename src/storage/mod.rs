@@ -2,6 +2,8 @@
 //! (DESIGN.md, *Storage engine*).
 //!
 //! - `catalog`: every bucket, one small file rewritten whole on change.
+//! - `fs`: every file-system operation, with the durability rules, and the
+//!   seam the fault tests inject errors and power cuts through.
 //! - `location`: where a record is (segment, offset, length).
 //! - `md5`: the MD5 of object bytes (the `ETag`), from AWS-LC behind a safe
 //!   type.
@@ -16,6 +18,7 @@
 pub mod catalog;
 pub mod crc;
 pub mod digest;
+pub mod fs;
 pub mod index;
 pub mod location;
 pub mod md5;

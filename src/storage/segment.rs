@@ -140,9 +140,10 @@ use std::ops::{ControlFlow, Deref, Range};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
+use glommio::io::{DmaBuffer, DmaFile, ReadResult};
 use glommio::sync::{Permit, Semaphore};
 
+use crate::storage::fs::{self, DmaSegmentFile};
 use crate::storage::location::{Location, SegmentId};
 use crate::storage::record::{self, Header, Kind, RecordError};
 
@@ -307,7 +308,7 @@ pub trait SegmentDir {
     async fn open(&self, segment: SegmentId) -> io::Result<Self::File>;
 }
 
-impl SegmentFile for DmaFile {
+impl SegmentFile for DmaSegmentFile {
     type Buffer = DmaBuffer;
     type Bytes = ReadResult;
 
@@ -316,23 +317,23 @@ impl SegmentFile for DmaFile {
     }
 
     async fn write_at(&self, buffer: DmaBuffer, offset: u64) -> io::Result<usize> {
-        Ok(DmaFile::write_at(self, buffer, offset).await?)
+        DmaSegmentFile::write_at(self, buffer, offset).await
     }
 
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<ReadResult> {
-        Ok(DmaFile::read_at(self, offset, len).await?)
+        DmaSegmentFile::read_at(self, offset, len).await
     }
 
     async fn fdatasync(&self) -> io::Result<()> {
-        Ok(DmaFile::fdatasync(self).await?)
+        DmaSegmentFile::fdatasync(self).await
     }
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
-        Ok(DmaFile::truncate(self, len).await?)
+        DmaSegmentFile::truncate(self, len).await
     }
 
     async fn file_len(&self) -> io::Result<u64> {
-        Ok(DmaFile::file_size(self).await?)
+        DmaSegmentFile::file_len(self).await
     }
 }
 
@@ -356,36 +357,25 @@ impl DmaSegmentDir {
 }
 
 impl SegmentDir for DmaSegmentDir {
-    type File = DmaFile;
+    type File = DmaSegmentFile;
 
-    async fn create(&self, segment: SegmentId) -> io::Result<DmaFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .dma_open(self.path.join(segment_file_name(segment)))
-            .await?;
+    async fn create(&self, segment: SegmentId) -> io::Result<DmaSegmentFile> {
+        let file = DmaSegmentFile::create_new(&self.path.join(segment_file_name(segment))).await?;
         check_alignment(&file)?;
         // The new file must still exist after a crash: sync its directory
         // entry before the first record is appended to it.
-        let dir = glommio::io::Directory::open(&self.path).await?;
-        dir.sync().await?;
-        dir.close().await?;
+        fs::sync_dir_async(&self.path).await?;
         Ok(file)
     }
 
-    async fn open(&self, segment: SegmentId) -> io::Result<DmaFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .dma_open(self.path.join(segment_file_name(segment)))
-            .await?;
+    async fn open(&self, segment: SegmentId) -> io::Result<DmaSegmentFile> {
+        let file = DmaSegmentFile::open(&self.path.join(segment_file_name(segment))).await?;
         check_alignment(&file)?;
         Ok(file)
     }
 }
 
-fn check_alignment(file: &DmaFile) -> io::Result<()> {
+fn check_alignment(file: &DmaSegmentFile) -> io::Result<()> {
     if BLOCK_BYTES.is_multiple_of(file.alignment()) {
         Ok(())
     } else {

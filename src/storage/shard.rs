@@ -69,8 +69,8 @@ use super::object::{
 };
 use super::record::Kind;
 use super::segment::{
-    self, DmaSegmentDir, ScanEnd, SegmentDir as _, SegmentFile as _, SegmentReader, SegmentRole,
-    SegmentWriter, StorageError, WriterOptions,
+    self, DmaSegmentDir, ScanEnd, SegmentDir as _, SegmentReader, SegmentRole, SegmentWriter,
+    StorageError, WriterOptions,
 };
 
 /// Everything a shard can fail with at start or while serving.
@@ -202,7 +202,7 @@ impl Shard {
     }
 
     pub async fn open_with(dir: &Path, options: WriterOptions) -> Result<Shard, ShardError> {
-        std::fs::create_dir_all(dir.join("index")).map_err(ShardError::Io)?;
+        super::fs::create_dir_all(&dir.join("index")).map_err(ShardError::Io)?;
         segment::open_marker(dir).await.map_err(ShardError::Io)?;
         let (mut index, checkpoint) = Index::open(&dir.join("index"))?;
         let mut multipart = uploads::load_snapshot(dir, checkpoint.position)?;

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::limits;
 use crate::storage::crc;
+use crate::storage::fs;
 
 pub(super) const FILE: &str = "MANIFEST";
 pub(super) const TMP_FILE: &str = "MANIFEST.tmp";
@@ -174,7 +175,7 @@ impl Manifest {
     /// The manifest in `dir`, or `None` if there is none.
     pub(super) fn load(dir: &Path) -> Result<Option<Manifest>, IndexError> {
         let path = dir.join(FILE);
-        let file = match std::fs::File::open(&path) {
+        let file = match fs::open_read(&path) {
             Ok(file) => file,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(error.into()),
@@ -198,11 +199,11 @@ impl Manifest {
         let bytes = self.encode();
         // Check before write: what we commit must read back as itself.
         assert_eq!(Manifest::decode(&bytes).as_ref(), Ok(self));
-        let file = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut &file, &bytes)?;
+        let mut file = fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut file, &bytes)?;
         file.sync_data()?;
         drop(file);
-        std::fs::rename(&tmp, dir.join(FILE))?;
+        fs::rename(&tmp, &dir.join(FILE))?;
         sync_dir(dir)
     }
 }

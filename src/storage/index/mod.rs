@@ -194,6 +194,7 @@ use std::sync::Arc;
 
 use crate::crash_point::crash_point;
 use crate::limits;
+use crate::storage::fs;
 use crate::storage::location::{Location, SegmentId};
 
 use manifest::Manifest;
@@ -495,7 +496,7 @@ impl Index {
     /// an interrupted flush or merge (see the module doc), and return the
     /// checkpoint from which the shard must replay its segments.
     pub fn open(dir: &Path) -> Result<(Index, Checkpoint), IndexError> {
-        std::fs::create_dir_all(dir)?;
+        fs::create_dir_all(dir)?;
         let committed = Manifest::load(dir)?.unwrap_or_else(Manifest::empty);
         remove_strays(dir, &committed)?;
         let mut runs = Vec::with_capacity(committed.runs.len());
@@ -1023,7 +1024,7 @@ impl MergeJob {
         // if it fails, or the process dies first, open deletes them. The
         // core's mappings of them stay valid after the unlink.
         for input in &self.inputs {
-            let _ = std::fs::remove_file(run::path(&self.dir, input.number()));
+            let _ = fs::remove_file(&run::path(&self.dir, input.number()));
         }
         Ok(MergeDone {
             window: self.window,
@@ -1060,7 +1061,7 @@ fn remove_strays(dir: &Path, manifest: &Manifest) -> Result<(), IndexError> {
             false
         };
         if stray {
-            std::fs::remove_file(dir_entry.path())?;
+            fs::remove_file(&dir_entry.path())?;
         }
     }
     Ok(())
@@ -1069,7 +1070,7 @@ fn remove_strays(dir: &Path, manifest: &Manifest) -> Result<(), IndexError> {
 /// fsync a directory, making the names created, renamed and removed in it
 /// durable.
 fn sync_dir(dir: &Path) -> Result<(), IndexError> {
-    std::fs::File::open(dir)?.sync_all()?;
+    fs::sync_dir(dir)?;
     Ok(())
 }
 

@@ -2,10 +2,8 @@
 //! is memory-mapped and searched in place (format in the module doc of
 //! `index`).
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::ops::Bound;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -20,6 +18,7 @@ use super::manifest::RunRecord;
 use super::merge::MergeIter;
 use super::{Etag, IndexEntry, IndexError, IndexValue, RUN_ARCHIVE_BYTES_MAX, sync_dir};
 use crate::storage::crc::{self, Crc32c};
+use crate::storage::fs;
 use crate::storage::location::Location;
 
 const MAGIC: &[u8; 8] = b"RSIDXRUN";
@@ -340,8 +339,8 @@ pub(super) fn write(
         return Ok(None);
     }
     let tmp = tmp_path(dir, number);
-    let file = File::create(&tmp)?;
-    let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, &file);
+    let mut file = fs::File::create(&tmp)?;
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, &mut file);
     // The header comes last, once the archive's length and CRC are known.
     out.write_all(&[0; HEADER_BYTES])?;
     let (out, summary) = encode_archive(entries, out)?;
@@ -349,7 +348,7 @@ pub(super) fn write(
     file.write_all_at(&encode_header(summary), 0)?;
     file.sync_data()?;
     drop(file);
-    std::fs::rename(&tmp, path(dir, number))?;
+    fs::rename(&tmp, &path(dir, number))?;
     sync_dir(dir)?;
     // Check after write: read back through the same path open takes.
     let record = RunRecord {
@@ -386,7 +385,7 @@ impl Run {
     pub(super) fn open(dir: &Path, record: &RunRecord) -> Result<Run, IndexError> {
         let path = path(dir, record.number);
         let corrupted = |what: &str| IndexError::Corrupted(format!("{}: {what}", path.display()));
-        let file = match File::open(&path) {
+        let file = match fs::open_read(&path) {
             Ok(file) => file,
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 return Err(corrupted("named by the manifest but missing"));

@@ -114,6 +114,7 @@ use std::time::Duration;
 
 use super::{Shard, ShardError, list_segments, object_index_value};
 use crate::crash_point::crash_point;
+use crate::storage::fs;
 use crate::storage::index::{IndexEntry, IndexKey, IndexValue};
 use crate::storage::location::{Location, SegmentId};
 use crate::storage::object::{
@@ -480,10 +481,10 @@ impl Shard {
             return Ok(false);
         }
         self.reader.forget(segment);
-        std::fs::remove_file(self.dir.join(segment_file_name(segment))).map_err(ShardError::Io)?;
+        fs::remove_file(&self.dir.join(segment_file_name(segment))).map_err(ShardError::Io)?;
         crash_point("compaction-after-delete");
-        std::fs::File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
+        fs::sync_dir_async(&self.dir)
+            .await
             .map_err(ShardError::Io)?;
         tracing::info!(segment = %segment_file_name(segment), "compaction removed a segment");
         Ok(true)

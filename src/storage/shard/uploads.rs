@@ -455,14 +455,7 @@ pub fn snapshot_path(dir: &Path, position: SegmentPosition) -> PathBuf {
 /// Write a snapshot durably: a temporary file, synced, renamed, and the
 /// directory synced. Runs on a blocking thread.
 pub fn write_snapshot(dir: &Path, position: SegmentPosition, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let path = snapshot_path(dir, position);
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, &path)?;
-    std::fs::File::open(dir)?.sync_all()
+    crate::storage::fs::write_file_durably(&snapshot_path(dir, position), bytes)
 }
 
 /// Delete every snapshot but the one of `keep`.
@@ -475,7 +468,7 @@ pub fn remove_other_snapshots(dir: &Path, keep: SegmentPosition) -> std::io::Res
             .and_then(|name| name.to_str())
             .is_some_and(|name| name.starts_with(SNAPSHOT_PREFIX));
         if is_snapshot && path != keep {
-            std::fs::remove_file(&path)?;
+            crate::storage::fs::remove_file(&path)?;
         }
     }
     Ok(())
@@ -485,7 +478,7 @@ pub fn remove_other_snapshots(dir: &Path, keep: SegmentPosition) -> std::io::Res
 /// empty shard; otherwise its snapshot must exist.
 pub fn load_snapshot(dir: &Path, position: SegmentPosition) -> Result<Uploads, ShardError> {
     let path = snapshot_path(dir, position);
-    match std::fs::read(&path) {
+    match crate::storage::fs::read(&path) {
         Ok(bytes) => Uploads::decode_snapshot(&bytes).map_err(|what| {
             ShardError::Io(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
