@@ -11,14 +11,32 @@
 //!   write whose bytes may or may not have reached the disk.
 //! - Every change that happened is recorded as an [`Event`], in order; the
 //!   power-loss tests build from that log the disk images a power cut at
-//!   any point could leave.
+//!   any point could leave ([`image`]).
+//!
+//! # When an operation happened
+//!
+//! An event is recorded when its operation has returned, so the log is in
+//! order of completion. That is not enough for a power cut: an `fdatasync`
+//! makes durable the writes that completed *before it was issued*, not the
+//! ones that complete while it runs (the segment writer lets appends write
+//! on during a sync), and a write or rename still running when the power
+//! goes may have happened in part. So each entry of the log ([`Logged`])
+//! also says how many changes were recorded when its operation began (at
+//! its check). The start of an operation is matched with its record by
+//! kind and path, first in first out; the engine never runs two
+//! operations of one kind on one path at once, except two syncs of one
+//! segment (a roll-over's and a group commit's), for which the first-in
+//! rule can only make a sync cover less than it did, never more.
 //!
 //! Operations on paths outside every session are untouched, so the other
 //! unit tests running in parallel are not affected.
 
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+pub mod image;
 
 use super::{Event, Op};
 
@@ -78,10 +96,23 @@ impl Fault {
     }
 }
 
+/// One recorded change and when its operation began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logged {
+    pub event: Event,
+    /// How many changes were recorded when the operation began: a sync
+    /// covers the changes before this position (and maybe more); any other
+    /// change may have happened, in part, at any crash point past it.
+    pub started: usize,
+}
+
 #[derive(Default)]
 struct State {
     faults: Vec<Fault>,
-    events: Vec<Event>,
+    log: Vec<Logged>,
+    /// Where the operations that passed their check and are not recorded
+    /// yet began, by kind and path.
+    running: HashMap<(Op, PathBuf), VecDeque<usize>>,
     /// Operations that failed because of a fault.
     injected: u64,
 }
@@ -173,14 +204,25 @@ impl Session {
     /// The changes recorded so far, in order.
     #[must_use]
     pub fn events(&self) -> Vec<Event> {
-        self.state().events.clone()
+        self.state()
+            .log
+            .iter()
+            .map(|logged| logged.event.clone())
+            .collect()
+    }
+
+    /// The changes recorded so far with when their operations began: what
+    /// [`image::Disk`] replays.
+    #[must_use]
+    pub fn log(&self) -> Vec<Logged> {
+        self.state().log.clone()
     }
 
     /// How many changes were recorded so far: a position in [`Self::events`]
     /// that a test can note when something is acknowledged.
     #[must_use]
     pub fn event_count(&self) -> usize {
-        self.state().events.len()
+        self.state().log.len()
     }
 
     fn check(&self, op: Op, path: &Path) -> io::Result<()> {
@@ -201,13 +243,69 @@ impl Session {
             errno = Some(fault.errno);
             break;
         }
-        match errno {
-            Some(errno) => {
-                state.injected += 1;
-                Err(io::Error::from_raw_os_error(errno))
-            }
-            None => Ok(()),
+        if let Some(errno) = errno {
+            state.injected += 1;
+            return Err(io::Error::from_raw_os_error(errno));
         }
+        if recorded(op) {
+            let started = state.log.len();
+            state
+                .running
+                .entry((op, path.to_owned()))
+                .or_default()
+                .push_back(started);
+        }
+        Ok(())
+    }
+
+    fn record(&self, path: &Path, event: Event) {
+        let mut state = self.state();
+        let state = &mut *state;
+        let key = (op_of(&event), path.to_owned());
+        let started = match state.running.get_mut(&key) {
+            Some(queue) => {
+                let started = queue.pop_front();
+                if queue.is_empty() {
+                    state.running.remove(&key);
+                }
+                started
+            }
+            None => None,
+        };
+        // No start: a write whose check failed (it is recorded as a failed
+        // write all the same); it began just now.
+        let started = started.unwrap_or(state.log.len());
+        state.log.push(Logged { event, started });
+    }
+}
+
+/// Whether operations of this kind are recorded when they succeed.
+fn recorded(op: Op) -> bool {
+    match op {
+        Op::Create
+        | Op::Mkdir
+        | Op::Write
+        | Op::Truncate
+        | Op::SyncFile
+        | Op::SyncDir
+        | Op::Rename
+        | Op::Remove => true,
+        Op::Open | Op::Allocate => false,
+    }
+}
+
+/// The kind of operation that records `event` (with the path the
+/// operation was checked with).
+fn op_of(event: &Event) -> Op {
+    match event {
+        Event::Mkdir { .. } => Op::Mkdir,
+        Event::Create { .. } => Op::Create,
+        Event::Write { .. } => Op::Write,
+        Event::Truncate { .. } => Op::Truncate,
+        Event::SyncFile { .. } => Op::SyncFile,
+        Event::Rename { .. } => Op::Rename,
+        Event::Remove { .. } => Op::Remove,
+        Event::SyncDir { .. } => Op::SyncDir,
     }
 }
 
@@ -232,7 +330,88 @@ pub fn check(op: Op, path: &Path) -> io::Result<()> {
 /// The hook [`super`] calls after a change.
 pub fn record(path: &Path, event: impl FnOnce() -> Event) {
     if let Some(session) = find(path) {
-        let event = event();
-        session.state().events.push(event);
+        session.record(path, event());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::image::{Disk, Image};
+    use super::*;
+    use crate::storage::fs;
+
+    fn names(log: &[Logged], root: &Path) -> Vec<String> {
+        log.iter()
+            .map(|logged| {
+                let (kind, path) = match &logged.event {
+                    Event::Mkdir { path } => ("mkdir", path),
+                    Event::Create { path } => ("create", path),
+                    Event::Write { path, .. } => ("write", path),
+                    Event::Truncate { path, .. } => ("truncate", path),
+                    Event::SyncFile { path } => ("sync", path),
+                    Event::Rename { from, .. } => ("rename", from),
+                    Event::Remove { path } => ("remove", path),
+                    Event::SyncDir { path } => ("syncdir", path),
+                };
+                let path = path.strip_prefix(root).unwrap().display().to_string();
+                format!("{kind} {path} @{}", logged.started)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_session_records_every_change_under_its_root_and_when_it_began() {
+        // Goal: the seam records what `fs` does, in order, with the
+        // position each operation began at; the log replays into the tree
+        // that is on disk; faults fail what they name and nothing else.
+        let temp = tempfile::tempdir().unwrap();
+        let root = temp.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let session = session(&root);
+        fs::create_dir_all(&root.join("a/b")).unwrap();
+        fs::write_file_durably(&root.join("a/f"), b"first").unwrap();
+        fs::write_file_durably(&root.join("a/f"), b"second").unwrap();
+        session.fail(Fault::nth(Op::SyncFile, 1, libc::EIO).on_paths_containing("g.tmp"));
+        let error = fs::write_file_durably(&root.join("a/g"), b"never").unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EIO));
+        assert_eq!(session.injected(), 1);
+        fs::remove_file_durably(&root.join("a/g.tmp")).unwrap();
+        // Outside the root: not recorded, never failed.
+        session.fail(Fault::always(Op::Create, libc::EIO));
+        fs::write_file_durably(&temp.path().join("outside"), b"x").unwrap();
+        session.heal();
+
+        let log = session.log();
+        assert_eq!(
+            names(&log, &root),
+            [
+                "mkdir a @0",
+                "syncdir  @1",
+                "mkdir a/b @2",
+                "syncdir a @3",
+                "create a/f.tmp @4",
+                "write a/f.tmp @5",
+                "sync a/f.tmp @6",
+                "rename a/f.tmp @7",
+                "syncdir a @8",
+                "create a/f.tmp @9",
+                "write a/f.tmp @10",
+                "sync a/f.tmp @11",
+                "rename a/f.tmp @12",
+                "syncdir a @13",
+                "create a/g.tmp @14",
+                "write a/g.tmp @15",
+                "remove a/g.tmp @16",
+                "syncdir a @17",
+            ]
+        );
+        assert_eq!(session.event_count(), log.len());
+        let mut disk = Disk::new(&root, &log);
+        disk.advance(log.len());
+        let on_disk = Image::read(&root, &|_| false).unwrap();
+        assert_eq!(disk.everything(), on_disk);
+        assert_eq!(on_disk.file("a/f"), Some(&b"second"[..]));
     }
 }
