@@ -15,7 +15,8 @@
 //!   after a power cut.
 //! - **The seam of the fault tests** (STYLE.md §8.4). Each operation first
 //!   asks `hook::check` whether to fail, then reports what it did with
-//!   `hook::record`. In test builds the hooks belong to [`fault`]: a test
+//!   `hook::record`, handing back what the check returned (when the
+//!   operation began: a sync covers only what completed before it). In test builds the hooks belong to [`fault`]: a test
 //!   can make any operation under a directory fail with the error of its
 //!   choice (EIO, ENOSPC, ...), and record every change to build the disk
 //!   images a power cut can leave. In every other build the hooks are empty
@@ -116,13 +117,23 @@ mod hook {
 
     use super::{Event, Op};
 
+    /// When an operation began: nothing to say outside the tests.
+    #[derive(Debug, Default, Clone, Copy)]
+    pub struct Started;
+
+    /// For a write recorded although its check failed.
     #[inline(always)]
-    pub fn check(_op: Op, _path: &Path) -> io::Result<()> {
-        Ok(())
+    pub fn began_now() -> Started {
+        Started
     }
 
     #[inline(always)]
-    pub fn record(_path: &Path, _event: impl FnOnce() -> Event) {}
+    pub fn check(_op: Op, _path: &Path) -> io::Result<Started> {
+        Ok(Started)
+    }
+
+    #[inline(always)]
+    pub fn record(_started: Started, _path: &Path, _event: impl FnOnce() -> Event) {}
 }
 
 // ---------------------------------------------------------------------------
@@ -132,9 +143,9 @@ mod hook {
 /// `fsync` the directory at `path`, making the entries created, renamed
 /// and removed in it durable.
 pub fn sync_dir(path: &Path) -> io::Result<()> {
-    hook::check(Op::SyncDir, path)?;
+    let started = hook::check(Op::SyncDir, path)?;
     std::fs::File::open(path)?.sync_all()?;
-    hook::record(path, || Event::SyncDir {
+    hook::record(started, path, || Event::SyncDir {
         path: path.to_owned(),
     });
     Ok(())
@@ -155,9 +166,9 @@ pub fn create_dir_all(path: &Path) -> io::Result<()> {
         }
     }
     for dir in missing.iter().rev() {
-        hook::check(Op::Mkdir, dir)?;
+        let started = hook::check(Op::Mkdir, dir)?;
         match std::fs::create_dir(dir) {
-            Ok(()) => hook::record(dir, || Event::Mkdir { path: dir.clone() }),
+            Ok(()) => hook::record(started, dir, || Event::Mkdir { path: dir.clone() }),
             // Made meanwhile by someone else: its entry may not be durable
             // yet, so the parent is synced all the same.
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
@@ -186,9 +197,9 @@ pub fn write_file_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Rename `from` to `to` (atomic within one directory); not durable until
 /// the directory is synced.
 pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
-    hook::check(Op::Rename, from)?;
+    let started = hook::check(Op::Rename, from)?;
     std::fs::rename(from, to)?;
-    hook::record(from, || Event::Rename {
+    hook::record(started, from, || Event::Rename {
         from: from.to_owned(),
         to: to.to_owned(),
     });
@@ -197,9 +208,9 @@ pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Remove the file `path`; not durable until its directory is synced.
 pub fn remove_file(path: &Path) -> io::Result<()> {
-    hook::check(Op::Remove, path)?;
+    let started = hook::check(Op::Remove, path)?;
     std::fs::remove_file(path)?;
-    hook::record(path, || Event::Remove {
+    hook::record(started, path, || Event::Remove {
         path: path.to_owned(),
     });
     Ok(())
@@ -241,9 +252,9 @@ pub struct File {
 impl File {
     /// Create `path` for writing, empty (truncated if it exists).
     pub fn create(path: &Path) -> io::Result<File> {
-        hook::check(Op::Create, path)?;
+        let started = hook::check(Op::Create, path)?;
         let file = std::fs::File::create(path)?;
-        hook::record(path, || Event::Create {
+        hook::record(started, path, || Event::Create {
             path: path.to_owned(),
         });
         Ok(File {
@@ -256,18 +267,18 @@ impl File {
     /// Write all of `bytes` at `offset`.
     pub fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
         use std::os::unix::fs::FileExt as _;
-        hook::check(Op::Write, &self.path)
-            .inspect_err(|_| self.record_write(bytes, offset, true))?;
+        let started = hook::check(Op::Write, &self.path)
+            .inspect_err(|_| self.record_write(hook::began_now(), bytes, offset, true))?;
         let result = self.inner.write_all_at(bytes, offset);
-        self.record_write(bytes, offset, result.is_err());
+        self.record_write(started, bytes, offset, result.is_err());
         result
     }
 
     /// `fdatasync`: the bytes and the length are durable.
     pub fn sync_data(&self) -> io::Result<()> {
-        hook::check(Op::SyncFile, &self.path)?;
+        let started = hook::check(Op::SyncFile, &self.path)?;
         self.inner.sync_data()?;
-        hook::record(&self.path, || Event::SyncFile {
+        hook::record(started, &self.path, || Event::SyncFile {
             path: self.path.clone(),
         });
         Ok(())
@@ -275,16 +286,16 @@ impl File {
 
     /// `fsync`: the bytes, the length and the other metadata are durable.
     pub fn sync_all(&self) -> io::Result<()> {
-        hook::check(Op::SyncFile, &self.path)?;
+        let started = hook::check(Op::SyncFile, &self.path)?;
         self.inner.sync_all()?;
-        hook::record(&self.path, || Event::SyncFile {
+        hook::record(started, &self.path, || Event::SyncFile {
             path: self.path.clone(),
         });
         Ok(())
     }
 
-    fn record_write(&self, bytes: &[u8], offset: u64, failed: bool) {
-        hook::record(&self.path, || Event::Write {
+    fn record_write(&self, started: hook::Started, bytes: &[u8], offset: u64, failed: bool) {
+        hook::record(started, &self.path, || Event::Write {
             path: self.path.clone(),
             offset,
             data: bytes.to_vec(),
@@ -317,14 +328,14 @@ pub struct DmaSegmentFile {
 impl DmaSegmentFile {
     /// Create `path`, which must not exist.
     pub async fn create_new(path: &Path) -> io::Result<DmaSegmentFile> {
-        hook::check(Op::Create, path)?;
+        let started = hook::check(Op::Create, path)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .dma_open(path)
             .await?;
-        hook::record(path, || Event::Create {
+        hook::record(started, path, || Event::Create {
             path: path.to_owned(),
         });
         Ok(DmaSegmentFile {
@@ -374,15 +385,20 @@ impl DmaSegmentFile {
     }
 
     pub async fn write_at(&self, buffer: DmaBuffer, offset: u64) -> io::Result<usize> {
-        if let Err(error) = hook::check(Op::Write, &self.path) {
-            self.record_write(buffer.as_ref(), offset, true);
-            return Err(error);
-        }
+        let started = match hook::check(Op::Write, &self.path) {
+            Ok(started) => started,
+            Err(error) => {
+                self.record_write(hook::began_now(), buffer.as_ref(), offset, true);
+                return Err(error);
+            }
+        };
         #[cfg(test)]
         let data = buffer.as_ref().to_vec();
         let result = self.file.write_at(buffer, offset).await;
         #[cfg(test)]
-        self.record_write(&data, offset, result.is_err());
+        self.record_write(started, &data, offset, result.is_err());
+        #[cfg(not(test))]
+        let _ = started;
         Ok(result?)
     }
 
@@ -391,18 +407,18 @@ impl DmaSegmentFile {
     }
 
     pub async fn fdatasync(&self) -> io::Result<()> {
-        hook::check(Op::SyncFile, &self.path)?;
+        let started = hook::check(Op::SyncFile, &self.path)?;
         self.file.fdatasync().await?;
-        hook::record(&self.path, || Event::SyncFile {
+        hook::record(started, &self.path, || Event::SyncFile {
             path: self.path.clone(),
         });
         Ok(())
     }
 
     pub async fn truncate(&self, len: u64) -> io::Result<()> {
-        hook::check(Op::Truncate, &self.path)?;
+        let started = hook::check(Op::Truncate, &self.path)?;
         self.file.truncate(len).await?;
-        hook::record(&self.path, || Event::Truncate {
+        hook::record(started, &self.path, || Event::Truncate {
             path: self.path.clone(),
             len,
         });
@@ -425,8 +441,8 @@ impl DmaSegmentFile {
         Ok(self.file.close().await?)
     }
 
-    fn record_write(&self, bytes: &[u8], offset: u64, failed: bool) {
-        hook::record(&self.path, || Event::Write {
+    fn record_write(&self, started: hook::Started, bytes: &[u8], offset: u64, failed: bool) {
+        hook::record(started, &self.path, || Event::Write {
             path: self.path.clone(),
             offset,
             data: bytes.to_vec(),

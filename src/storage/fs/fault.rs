@@ -19,19 +19,15 @@
 //! order of completion. That is not enough for a power cut: an `fdatasync`
 //! makes durable the writes that completed *before it was issued*, not the
 //! ones that complete while it runs (the segment writer lets appends write
-//! on during a sync), and a write or rename still running when the power
-//! goes may have happened in part. So each entry of the log ([`Logged`])
-//! also says how many changes were recorded when its operation began (at
-//! its check). The start of an operation is matched with its record by
-//! kind and path, first in first out; the engine never runs two
-//! operations of one kind on one path at once, except two syncs of one
-//! segment (a roll-over's and a group commit's), for which the first-in
-//! rule can only make a sync cover less than it did, never more.
+//! on during a sync, and a roll-over's sync may run beside a group
+//! commit's), and a write or rename still running when the power goes may
+//! have happened in part. So [`check`] returns when the operation began
+//! ([`Started`]: how many changes were recorded then), `fs` hands it back
+//! to [`record`], and each entry of the log ([`Logged`]) carries it.
 //!
 //! Operations on paths outside every session are untouched, so the other
 //! unit tests running in parallel are not affected.
 
-use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -106,13 +102,16 @@ pub struct Logged {
     pub started: usize,
 }
 
+/// When an operation began: how many changes its session had recorded
+/// (`None` outside every session, or for a write recorded although its
+/// check failed: it began just now).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Started(Option<usize>);
+
 #[derive(Default)]
 struct State {
     faults: Vec<Fault>,
     log: Vec<Logged>,
-    /// Where the operations that passed their check and are not recorded
-    /// yet began, by kind and path.
-    running: HashMap<(Op, PathBuf), VecDeque<usize>>,
     /// Operations that failed because of a fault.
     injected: u64,
 }
@@ -225,7 +224,7 @@ impl Session {
         self.state().log.len()
     }
 
-    fn check(&self, op: Op, path: &Path) -> io::Result<()> {
+    fn check(&self, op: Op, path: &Path) -> io::Result<Started> {
         let mut state = self.state();
         let state = &mut *state;
         let mut errno = None;
@@ -247,65 +246,13 @@ impl Session {
             state.injected += 1;
             return Err(io::Error::from_raw_os_error(errno));
         }
-        if recorded(op) {
-            let started = state.log.len();
-            state
-                .running
-                .entry((op, path.to_owned()))
-                .or_default()
-                .push_back(started);
-        }
-        Ok(())
+        Ok(Started(Some(state.log.len())))
     }
 
-    fn record(&self, path: &Path, event: Event) {
+    fn record(&self, started: Started, event: Event) {
         let mut state = self.state();
-        let state = &mut *state;
-        let key = (op_of(&event), path.to_owned());
-        let started = match state.running.get_mut(&key) {
-            Some(queue) => {
-                let started = queue.pop_front();
-                if queue.is_empty() {
-                    state.running.remove(&key);
-                }
-                started
-            }
-            None => None,
-        };
-        // No start: a write whose check failed (it is recorded as a failed
-        // write all the same); it began just now.
-        let started = started.unwrap_or(state.log.len());
+        let started = started.0.unwrap_or(state.log.len());
         state.log.push(Logged { event, started });
-    }
-}
-
-/// Whether operations of this kind are recorded when they succeed.
-fn recorded(op: Op) -> bool {
-    match op {
-        Op::Create
-        | Op::Mkdir
-        | Op::Write
-        | Op::Truncate
-        | Op::SyncFile
-        | Op::SyncDir
-        | Op::Rename
-        | Op::Remove => true,
-        Op::Open | Op::Allocate => false,
-    }
-}
-
-/// The kind of operation that records `event` (with the path the
-/// operation was checked with).
-fn op_of(event: &Event) -> Op {
-    match event {
-        Event::Mkdir { .. } => Op::Mkdir,
-        Event::Create { .. } => Op::Create,
-        Event::Write { .. } => Op::Write,
-        Event::Truncate { .. } => Op::Truncate,
-        Event::SyncFile { .. } => Op::SyncFile,
-        Event::Rename { .. } => Op::Rename,
-        Event::Remove { .. } => Op::Remove,
-        Event::SyncDir { .. } => Op::SyncDir,
     }
 }
 
@@ -319,18 +266,25 @@ fn find(path: &Path) -> Option<Arc<Session>> {
         .cloned()
 }
 
-/// The hook [`super`] calls before an operation.
-pub fn check(op: Op, path: &Path) -> io::Result<()> {
+/// What a write that is recorded although its check failed began with.
+#[must_use]
+pub fn began_now() -> Started {
+    Started(None)
+}
+
+/// The hook [`super`] calls before an operation: whether to fail it, and
+/// if not, when it began.
+pub fn check(op: Op, path: &Path) -> io::Result<Started> {
     match find(path) {
         Some(session) => session.check(op, path),
-        None => Ok(()),
+        None => Ok(Started(None)),
     }
 }
 
-/// The hook [`super`] calls after a change.
-pub fn record(path: &Path, event: impl FnOnce() -> Event) {
+/// The hook [`super`] calls after a change, with what [`check`] returned.
+pub fn record(started: Started, path: &Path, event: impl FnOnce() -> Event) {
     if let Some(session) = find(path) {
-        session.record(path, event());
+        session.record(started, event());
     }
 }
 

@@ -258,10 +258,14 @@ impl<'a> Disk<'a> {
         } else {
             let mut disk = self.clone();
             for index in running {
-                // Lenient: the start of an operation is matched to its
-                // record by kind and path, so one that depends on a change
-                // after the cut cannot be told apart; it did not happen.
-                let _ = disk.apply(index, true);
+                // Everything it depends on completed before it began, so
+                // before the cut: it applies.
+                if let Err(what) = disk.apply(index, true) {
+                    panic!(
+                        "change {index} ({:?}), running at the cut, does not apply: {what}",
+                        self.log[index].event
+                    );
+                }
             }
             builder.directory(&disk, 0, Path::new(""));
         }
@@ -273,9 +277,20 @@ impl<'a> Disk<'a> {
     /// operations still running.
     #[must_use]
     pub fn everything(&self) -> Image {
+        self.image_in(Mood::KeepAll)
+    }
+
+    /// The image in which every change not yet durable is lost: the
+    /// durable state alone, without the operations still running.
+    #[must_use]
+    pub fn durable(&self) -> Image {
+        self.image_in(Mood::LoseAll)
+    }
+
+    fn image_in(&self, mood: Mood) -> Image {
         let mut rng = Rng(1);
         let mut builder = ImageBuilder {
-            mood: Mood::KeepAll,
+            mood,
             rng: &mut rng,
             image: Image::default(),
             files: HashMap::new(),
@@ -285,7 +300,7 @@ impl<'a> Disk<'a> {
     }
 
     /// Apply `log[index]`. `running`: the operation is still running at
-    /// the cut, so it is not a sync and its path may not resolve.
+    /// the cut (it is not a sync).
     fn apply(&mut self, index: usize, running: bool) -> Result<(), String> {
         let log: &'a [Logged] = self.log;
         let logged = &log[index];
