@@ -266,6 +266,15 @@ impl Shard {
                     return Err(error);
                 }
                 let scan_end = scan_end?;
+                if role == SegmentRole::Last && matches!(scan_end, ScanEnd::Sealed { .. }) {
+                    // The writer that sealed it may have stopped before the
+                    // seal was durable (its fdatasync failed, or the process
+                    // died): make it durable before the next segment exists,
+                    // as a roll-over does. Otherwise a power cut could leave
+                    // a torn segment that is no longer the last one, which
+                    // every start refuses as damage.
+                    file.fdatasync().await.map_err(StorageError::Io)?;
+                }
                 if let Some(seq) = scan_end.last_seq() {
                     next_seq = next_seq.max(seq + 1);
                 }
