@@ -498,6 +498,13 @@ impl Index {
     pub fn open(dir: &Path) -> Result<(Index, Checkpoint), IndexError> {
         fs::create_dir_all(dir)?;
         let committed = Manifest::load(dir)?.unwrap_or_else(Manifest::empty);
+        // The manifest read may not be durable yet: a flush or merge that
+        // renamed it into place may have stopped before its directory sync
+        // (which failed, or the process died). Make it durable before
+        // deleting what it does not name, and before the shard deletes the
+        // other upload snapshots: a power cut must not bring back the
+        // previous manifest without the runs and snapshot it names.
+        sync_dir(dir)?;
         remove_strays(dir, &committed)?;
         let mut runs = Vec::with_capacity(committed.runs.len());
         for record in &committed.runs {
