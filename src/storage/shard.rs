@@ -54,6 +54,8 @@ use std::rc::Rc;
 
 mod compaction;
 pub mod listing;
+#[cfg(test)]
+mod power_loss;
 mod scrub;
 pub mod uploads;
 
