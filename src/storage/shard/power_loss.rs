@@ -57,6 +57,7 @@
 //! `RINGSTORE_POWER_LOSS_SEEDS=40 RINGSTORE_POWER_LOSS_POINTS=all
 //! cargo test --lib power_loss -- --nocapture`.
 
+mod faults;
 mod model;
 mod regressions;
 
