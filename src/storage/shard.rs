@@ -204,7 +204,7 @@ impl Shard {
     }
 
     pub async fn open_with(dir: &Path, options: WriterOptions) -> Result<Shard, ShardError> {
-        super::fs::create_dir_all(&dir.join("index")).map_err(ShardError::Io)?;
+        create_dirs_durably(dir).map_err(ShardError::Io)?;
         segment::open_marker(dir).await.map_err(ShardError::Io)?;
         let (mut index, checkpoint) = Index::open(&dir.join("index"))?;
         let mut multipart = uploads::load_snapshot(dir, checkpoint.position)?;
@@ -269,12 +269,10 @@ impl Shard {
                 }
                 let scan_end = scan_end?;
                 if role == SegmentRole::Last && matches!(scan_end, ScanEnd::Sealed { .. }) {
-                    // The writer that sealed it may have stopped before the
-                    // seal was durable (its fdatasync failed, or the process
-                    // died): make it durable before the next segment exists,
-                    // as a roll-over does. Otherwise a power cut could leave
-                    // a torn segment that is no longer the last one, which
-                    // every start refuses as damage.
+                    // Its writer may have stopped before the seal was
+                    // durable: sync it before the next segment exists, as a
+                    // roll-over does, or a power cut can leave a torn
+                    // segment that is not the last (damage to every start).
                     file.fdatasync().await.map_err(StorageError::Io)?;
                 }
                 if let Some(seq) = scan_end.last_seq() {
@@ -768,6 +766,22 @@ fn replay(
         Kind::Data | Kind::Padding => {}
     }
     Ok(())
+}
+
+/// Create the shard directory `dir` and its index directory if missing, and
+/// make durable the directory entries a start finds before it relies on
+/// them: the shard directory's own entry (the start that made it may have
+/// failed before its parent's sync) and the segments in it (a roll-over's
+/// directory sync may have failed, or the process died before it). Appends
+/// must not go where a power cut can take them away.
+fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
+    super::fs::create_dir_all(&dir.join("index"))?;
+    let parent = dir
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    super::fs::sync_dir(parent)?;
+    super::fs::sync_dir(dir)
 }
 
 /// The segment numbers present in `dir`, ascending.
