@@ -45,7 +45,18 @@ async fn check_durable_image(
             )
         });
     let seen = super::model::see(&shard).await.unwrap();
-    assert_eq!(&seen.objects, objects);
+    let keys = |map: &BTreeMap<String, Vec<u8>>| map.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        keys(&seen.objects),
+        keys(objects),
+        "the keys after the power cut"
+    );
+    for (key, data) in objects {
+        assert!(
+            seen.objects[key] == *data,
+            "{key}: other bytes after the power cut"
+        );
+    }
 }
 
 #[test]
@@ -233,4 +244,93 @@ fn the_offline_check_accepts_an_index_that_took_records_after_its_checkpoint() {
             "keep_tombstone {keep_tombstone}: {report}"
         );
     }
+}
+
+#[test]
+fn a_start_makes_the_segment_it_appends_to_durable_in_its_directory() {
+    // Bug: a roll-over created the next segment, but the directory sync
+    // that makes its entry durable failed (or the process died before it).
+    // The next start found the new, empty segment last and appended to it,
+    // syncing the file but never its directory entry: a power cut could
+    // take the whole segment away, with the writes acknowledged in it.
+    // Method: fill segment 1, fail the directory sync of the roll-over,
+    // restart, acknowledge writes in segment 2, and open a shard on the
+    // durable image.
+    let temp = tempfile::tempdir().unwrap();
+    let root = temp.path().join("data");
+    std::fs::create_dir(&root).unwrap();
+    let image = temp.path().join("image");
+    run(move || async move {
+        let session = fault::session(&root);
+        let dir = root.join(SHARD_DIR);
+        let shard = Rc::new(Shard::open_with(&dir, OPTIONS).await.unwrap());
+        let mut objects = BTreeMap::new();
+        let mut index = 0;
+        while shard.writer.appended_end().1 + 7100 < OPTIONS.segment_bytes_max {
+            let data = bytes_of(index, 3000);
+            put(&shard, &format!("k{index}"), &data, 4096)
+                .await
+                .unwrap();
+            objects.insert(format!("k{index}"), data);
+            index += 1;
+        }
+        session.fail(Fault::nth(Op::SyncDir, 1, libc::EIO));
+        let error = put(&shard, "too-much", &bytes_of(99, 7000), 7000).await;
+        assert!(error.is_err());
+        assert_eq!(session.injected(), 1);
+        session.heal();
+        close(shard).await;
+        let shard = Rc::new(Shard::open_with(&dir, OPTIONS).await.unwrap());
+        assert_eq!(
+            shard.writer.appended_end(),
+            (2, 0),
+            "appends go to segment 2"
+        );
+        for index in 200..203 {
+            let data = bytes_of(index, 1000);
+            put(&shard, &format!("k{index}"), &data, 4096)
+                .await
+                .unwrap();
+            objects.insert(format!("k{index}"), data);
+        }
+        close(shard).await;
+        let log = session.log();
+        drop(session);
+        check_durable_image(&log, &root, &image, &objects).await;
+    });
+}
+
+#[test]
+fn a_start_makes_the_shard_directory_durable_in_its_parent() {
+    // Bug: the first start created the shard directory, but the sync of
+    // its parent failed (or the process died before it), so the start
+    // failed. The next start found the directory and never synced its
+    // parent: a power cut could take the whole shard away, with every
+    // write acknowledged in it.
+    // Method: fail the first start's directory sync, start again,
+    // acknowledge writes, and open a shard on the durable image.
+    let temp = tempfile::tempdir().unwrap();
+    let root = temp.path().join("data");
+    std::fs::create_dir(&root).unwrap();
+    let image = temp.path().join("image");
+    run(move || async move {
+        let session = fault::session(&root);
+        let dir = root.join(SHARD_DIR);
+        session.fail(Fault::nth(Op::SyncDir, 1, libc::EIO));
+        assert!(Shard::open_with(&dir, OPTIONS).await.is_err());
+        session.heal();
+        let shard = Rc::new(Shard::open_with(&dir, OPTIONS).await.unwrap());
+        let mut objects = BTreeMap::new();
+        for index in 0..3 {
+            let data = bytes_of(index, 1000);
+            put(&shard, &format!("k{index}"), &data, 4096)
+                .await
+                .unwrap();
+            objects.insert(format!("k{index}"), data);
+        }
+        close(shard).await;
+        let log = session.log();
+        drop(session);
+        check_durable_image(&log, &root, &image, &objects).await;
+    });
 }
