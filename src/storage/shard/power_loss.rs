@@ -139,6 +139,8 @@ struct Explored {
     acknowledged: usize,
     failed: usize,
     faults_injected: u64,
+    workload: Duration,
+    checking: Duration,
 }
 
 fn bytes_of(seed: u64, len: usize) -> Vec<u8> {
@@ -647,7 +649,8 @@ fn write_data_dir_files(root: &Path) {
     std::fs::write(root.join("catalog"), catalog.encode()).unwrap();
 }
 
-/// Open a shard on `image` (written out in `scratch`) and check it against
+/// Open a shard on `image` (written out in `scratch`, which must not exist
+/// yet) and check it against
 /// the model at `k`; `full`: also the offline checker, and a write after
 /// recovery that survives one more restart.
 async fn check_image(
@@ -658,9 +661,6 @@ async fn check_image(
     options: WriterOptions,
     full: bool,
 ) -> Result<(), String> {
-    if scratch.exists() {
-        std::fs::remove_dir_all(scratch).map_err(|error| error.to_string())?;
-    }
     std::fs::create_dir(scratch).map_err(|error| error.to_string())?;
     image
         .materialize(scratch)
@@ -716,6 +716,18 @@ async fn explore(
 ) {
     let mut rng = Rng((seed ^ 0x00c0_ffee) | 1);
     let points = crash_points(log, config.points_max, &mut rng);
+    std::fs::create_dir_all(scratch).unwrap();
+    // Each image in a directory of its own, removed by another thread: an
+    // image removed before the files the last shard opened in it are closed
+    // (glommio closes them in the background) makes those closes free the
+    // files' blocks, and the executor's next operations wait behind them.
+    let (removals, removed) = std::sync::mpsc::channel::<std::path::PathBuf>();
+    let removing = std::thread::spawn(move || {
+        for path in removed {
+            let _ = std::fs::remove_dir_all(path);
+        }
+    });
+    let mut image_count = 0_u64;
     let mut disk = Disk::new(root, log);
     for &k in &points {
         disk.advance(k);
@@ -724,7 +736,10 @@ async fn explore(
             let image = disk.image(&mut Rng(image_seed | 1));
             // One image in 16 gets the expensive checks.
             let full = (k as u64 + number).is_multiple_of(16);
-            if let Err(what) = check_image(&image, scratch, model, k, options, full).await {
+            image_count += 1;
+            let at = scratch.join(image_count.to_string());
+            let result = check_image(&image, &at, model, k, options, full).await;
+            if let Err(what) = result {
                 panic!(
                     "seed {seed:#x}, crash point {k} of {}, image seed {:#x}: {what}\n\
                      log around the cut:\n{}image:\n{}",
@@ -734,10 +749,43 @@ async fn explore(
                     image.describe()
                 );
             }
+            if image_count > 1 {
+                let previous = scratch.join((image_count - 1).to_string());
+                removals.send(previous).expect("the removing thread runs");
+            }
             explored.images += 1;
             explored.full_checks += usize::from(full);
         }
         explored.points += 1;
+    }
+    drop(removals);
+    removing.join().expect("the removing thread");
+}
+
+/// Where the images go: `RINGSTORE_POWER_LOSS_IMAGE_DIR`, else `/dev/shm`
+/// when it takes direct I/O (tmpfs does since Linux 6.6), else the system
+/// temporary directory. Recovery reads segments with `O_DIRECT`; on a disk
+/// file system every such read of a freshly written image first writes it
+/// back to the disk, which is most of an image's cost.
+fn images_dir() -> tempfile::TempDir {
+    if let Ok(dir) = std::env::var("RINGSTORE_POWER_LOSS_IMAGE_DIR") {
+        return tempfile::tempdir_in(dir).expect("RINGSTORE_POWER_LOSS_IMAGE_DIR is usable");
+    }
+    let shm = Path::new("/dev/shm");
+    let takes_direct_io = |dir: &Path| {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(dir.join("direct-io-probe"))
+            .is_ok()
+    };
+    match tempfile::tempdir_in(shm) {
+        Ok(dir) if takes_direct_io(dir.path()) => dir,
+        _ => tempfile::tempdir().unwrap(),
     }
 }
 
@@ -746,7 +794,8 @@ fn run_seed(seed: u64, config: &Config) -> Explored {
     let temp = tempfile::tempdir().unwrap();
     let root = temp.path().join("data");
     std::fs::create_dir(&root).unwrap();
-    let scratch = temp.path().join("image");
+    let images = images_dir();
+    let scratch = images.path().join("image");
     let config = config.clone();
     run(move || async move {
         let mut rng = Rng(seed.rotate_left(17) | 1);
@@ -755,7 +804,9 @@ fn run_seed(seed: u64, config: &Config) -> Explored {
             write_buffer_bytes: [8 * 1024, 16 * 1024][usize::try_from(rng.below(2)).unwrap()],
         };
         let session = Rc::new(fault::session(&root));
+        let started = Instant::now();
         let model = workload(seed, &root, &session, options, &config).await;
+        let workload_time = started.elapsed();
         let log = session.log();
         let mut explored = Explored {
             events: log.len(),
@@ -778,6 +829,7 @@ fn run_seed(seed: u64, config: &Config) -> Explored {
             disk.everything() == on_disk,
             "seed {seed:#x}: the log does not replay into the data directory's bytes"
         );
+        let started = Instant::now();
         explore(
             seed,
             &log,
@@ -789,6 +841,8 @@ fn run_seed(seed: u64, config: &Config) -> Explored {
             &mut explored,
         )
         .await;
+        explored.workload = workload_time;
+        explored.checking = started.elapsed();
         explored
     })
 }
@@ -802,14 +856,17 @@ fn every_acknowledged_write_survives_every_power_cut() {
         let explored = run_seed(seed, &config);
         println!(
             "power loss: seed {seed:#x}: {} operations acknowledged, {} failed, {} changes \
-             logged, {} crash points, {} images ({} fully checked), {} faults injected",
+             logged, {} crash points, {} images ({} fully checked), {} faults injected; \
+             workload {:.1?}, images {:.1?}",
             explored.acknowledged,
             explored.failed,
             explored.events,
             explored.points,
             explored.images,
             explored.full_checks,
-            explored.faults_injected
+            explored.faults_injected,
+            explored.workload,
+            explored.checking
         );
         total.events += explored.events;
         total.points += explored.points;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::model::{BUCKET, History, Model, read_object};
-use super::{Config, Explored, SHARD_DIR, bytes_of, close, commit, explore, put};
+use super::{Config, Explored, SHARD_DIR, bytes_of, close, commit, explore, images_dir, put};
 use crate::storage::fs::Op;
 use crate::storage::fs::fault::{self, Fault, SessionGuard};
 use crate::storage::object::{ObjectBody, ObjectTombstone};
@@ -43,6 +43,7 @@ struct Noted {
     session: SessionGuard,
     model: Model,
     _temp: tempfile::TempDir,
+    _images: tempfile::TempDir,
 }
 
 impl Noted {
@@ -50,8 +51,10 @@ impl Noted {
         let temp = tempfile::tempdir().unwrap();
         let root = temp.path().join("data");
         std::fs::create_dir(&root).unwrap();
+        let images = images_dir();
         Noted {
-            scratch: temp.path().join("image"),
+            scratch: images.path().join("image"),
+            _images: images,
             session: fault::session(&root),
             root,
             model: Model::default(),
@@ -165,8 +168,12 @@ impl Noted {
     /// against the model.
     async fn explore(&self, seed: u64) -> Explored {
         let log = self.session.log();
+        let (acknowledged, failed) = self.model.operations();
         let mut explored = Explored {
             events: log.len(),
+            acknowledged,
+            failed,
+            faults_injected: self.session.injected(),
             ..Explored::default()
         };
         explore(
