@@ -17,16 +17,16 @@
 //! put small (inline) and multi-extent objects, overwrite and delete them,
 //! run multipart uploads (create, parts, complete, abort), leave uploads
 //! unfinished; beside them, compaction passes and index checkpoints; between
-//! phases, restarts (clean, with a checkpoint, or abrupt), and in some
-//! phases an injected I/O error (EIO, ENOSPC) on a segment, index or
-//! snapshot operation. Every operation is noted in a [`model::Model`] with
-//! the log position where it started and where it returned, and whether it
-//! was acknowledged (returned `Ok`). After each restart the state the shard
+//! phases, restarts (clean, with a checkpoint, or abrupt), and in about
+//! half of the phases an injected I/O error (EIO, ENOSPC) on a segment,
+//! index or snapshot operation. Every operation is noted in a
+//! [`model::Model`] with the log position where it started and where it
+//! returned, and whether it was acknowledged (returned `Ok`). After each restart the state the shard
 //! shows is checked against the model and becomes definite.
 //!
 //! Then, for chosen crash points `k` (every position of the log, or when
-//! there are too many, every position just before and after a sync plus a
-//! seeded sample), the power-loss model (`fault::image`) draws disk images
+//! there are too many, a seeded sample: half of it positions just before
+//! and after a sync, half anywhere), the power-loss model (`fault::image`) draws disk images
 //! that a cut after the first `k` changes can leave; each is written to a
 //! scratch directory, a `Shard` is opened on it (no session: the real
 //! recovery code on a real directory), and everything it shows is checked
@@ -51,7 +51,11 @@
 //! - `RINGSTORE_POWER_LOSS_POINTS=all|<n>`: crash points per seed (default
 //!   a budget, see [`Config`]).
 //! - `RINGSTORE_POWER_LOSS_IMAGES=<n>`: images per crash point (default 1).
-//! - `RINGSTORE_POWER_LOSS_OPS=<n>`: operations per task and phase.
+//! - `RINGSTORE_POWER_LOSS_OPS=<n>`: operations per task and phase
+//!   (default 30).
+//! - `RINGSTORE_POWER_LOSS_IMAGE_DIR=<dir>`: where the images are written
+//!   (default `/dev/shm` when it takes direct I/O, else the temporary
+//!   directory; see [`images_dir`]).
 //!
 //! For example, a long run:
 //! `RINGSTORE_POWER_LOSS_SEEDS=40 RINGSTORE_POWER_LOSS_POINTS=all
@@ -141,6 +145,29 @@ struct Explored {
     faults_injected: u64,
     workload: Duration,
     checking: Duration,
+    /// From the log: segments compaction deleted, runs a merge or a start
+    /// deleted, manifests committed, restarts.
+    segments_removed: usize,
+    runs_removed: usize,
+    manifests: usize,
+}
+
+impl Explored {
+    fn count_log(&mut self, log: &[Logged]) {
+        for logged in log {
+            match &logged.event {
+                Event::Remove { path } => {
+                    let name = path.file_name().unwrap_or_default().to_string_lossy();
+                    self.segments_removed += usize::from(name.starts_with("seg-"));
+                    self.runs_removed += usize::from(name.starts_with("run-"));
+                }
+                Event::Rename { to, .. } => {
+                    self.manifests += usize::from(to.ends_with("MANIFEST"));
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 fn bytes_of(seed: u64, len: usize) -> Vec<u8> {
@@ -495,7 +522,7 @@ async fn workload(
     );
     let extent_bytes = usize::try_from(1024 + rng.below(6 * 1024)).unwrap();
     for number in 0..phases {
-        if rng.below(3) == 0 {
+        if rng.below(2) == 0 {
             session.fail(random_fault(&mut rng));
         }
         let phase = Rc::new(Phase {
@@ -814,6 +841,7 @@ fn run_seed(seed: u64, config: &Config) -> Explored {
             ..Explored::default()
         };
         (explored.acknowledged, explored.failed) = model.operations();
+        explored.count_log(&log);
         drop(session);
         // The seam saw every change: replaying the whole log gives the tree
         // on disk (but for the marker file glommio writes on its own).
@@ -856,11 +884,15 @@ fn every_acknowledged_write_survives_every_power_cut() {
         let explored = run_seed(seed, &config);
         println!(
             "power loss: seed {seed:#x}: {} operations acknowledged, {} failed, {} changes \
-             logged, {} crash points, {} images ({} fully checked), {} faults injected; \
-             workload {:.1?}, images {:.1?}",
+             logged ({} segments compacted away, {} runs merged away, {} manifests), {} crash \
+             points, {} images ({} fully checked), {} faults injected; workload {:.1?}, \
+             images {:.1?}",
             explored.acknowledged,
             explored.failed,
             explored.events,
+            explored.segments_removed,
+            explored.runs_removed,
+            explored.manifests,
             explored.points,
             explored.images,
             explored.full_checks,
