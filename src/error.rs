@@ -64,6 +64,9 @@ pub enum S3ErrorCode {
     TooManyBuckets,
     UriTooLong,
     XAmzContentSHA256Mismatch,
+    /// Not an AWS code: `MinIO`'s, for a full disk, which S3 tools already
+    /// know (`507 Insufficient Storage`).
+    XMinioStorageFull,
 }
 
 impl S3ErrorCode {
@@ -114,6 +117,7 @@ impl S3ErrorCode {
             Self::TooManyBuckets => "TooManyBuckets",
             Self::UriTooLong => "UriTooLong",
             Self::XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
+            Self::XMinioStorageFull => "XMinioStorageFull",
         }
     }
 
@@ -161,6 +165,7 @@ impl S3ErrorCode {
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             Self::ServiceUnavailable | Self::SlowDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::XMinioStorageFull => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 }
@@ -292,6 +297,44 @@ impl From<crate::auth::AuthError> for S3Error {
             _ => S3ErrorCode::InvalidRequest,
         };
         S3Error::new(code, error.message().to_owned())
+    }
+}
+
+/// A storage failure the client can act on gets its own code; every other
+/// one is internal (its cause is logged).
+impl From<crate::storage::shard::ShardError> for S3Error {
+    fn from(error: crate::storage::shard::ShardError) -> Self {
+        use crate::storage::segment::StorageError;
+        use crate::storage::shard::ShardError;
+        match error {
+            ShardError::Storage(StorageError::NoSpace(why)) => {
+                let mut error = S3Error::new(
+                    S3ErrorCode::XMinioStorageFull,
+                    "Storage is full: new object data is refused to keep room for deletes \
+                     and compaction. Delete objects or free disk space, then try again.",
+                );
+                error.source = Some(why.into());
+                error
+            }
+            ShardError::Storage(StorageError::PreviousIo) => S3Error::new(
+                S3ErrorCode::ServiceUnavailable,
+                "The storage this key is on failed a write and takes no more writes until \
+                 the server restarts; reads still work.",
+            ),
+            ShardError::Storage(StorageError::Busy(cause)) => {
+                let mut error =
+                    S3Error::new(S3ErrorCode::SlowDown, "Please reduce your request rate.");
+                error.source = Some(cause.into());
+                error
+            }
+            other => S3Error::internal(other),
+        }
+    }
+}
+
+impl From<crate::storage::segment::StorageError> for S3Error {
+    fn from(error: crate::storage::segment::StorageError) -> Self {
+        crate::storage::shard::ShardError::Storage(error).into()
     }
 }
 

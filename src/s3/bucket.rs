@@ -152,7 +152,10 @@ pub async fn create_bucket(
             "You have attempted to create more buckets than allowed"
         )),
         BucketChange::Failed => Err(S3Error::internal("the bucket catalog could not be written")),
-        BucketChange::Deleted | BucketChange::NoSuchBucket | BucketChange::NotEmpty => {
+        BucketChange::Deleted
+        | BucketChange::NoSuchBucket
+        | BucketChange::NotEmpty
+        | BucketChange::InUse => {
             unreachable!("CreateBucket answered {change:?}")
         }
     }
@@ -200,6 +203,10 @@ pub async fn delete_bucket(
             "The bucket you tried to delete is not empty"
         )
         .with_extra("BucketName", name)),
+        BucketChange::InUse => Err(s3_error!(
+            OperationAborted,
+            "A conflicting conditional operation is currently in progress against this resource. Please try again."
+        )),
         BucketChange::Failed => Err(S3Error::internal("the bucket catalog could not be written")),
         _ => unreachable!("DeleteBucket answered {change:?}"),
     }

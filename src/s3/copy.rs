@@ -44,6 +44,7 @@ use crate::storage::md5::Md5;
 use crate::storage::object::{
     Checksum, ChecksumAlgorithm, ETag, EXTENT_BYTES_MAX, Extent, ObjectBody, ObjectCommit,
 };
+use crate::storage::segment::Space;
 use crate::storage::shard::{ReadPin, Shard};
 use crate::storage::upload::UploadPart;
 
@@ -387,7 +388,7 @@ async fn copy_bytes(
         let bytes = source.read(worker, at, len).await?;
         md5.update(&bytes);
         hasher.update(&bytes);
-        extents.push(shard.append_data(&bytes).await.map_err(S3Error::internal)?);
+        extents.push(shard.append_data(&bytes, Space::Data).await?);
         at += u64::from(len);
     }
     Ok((extents, md5.finish()))
@@ -398,9 +399,7 @@ pub async fn copy_object(
     request: &S3Request<'_>,
 ) -> Result<Response, S3Error> {
     let (bucket, key) = object_names(worker, request)?;
-    if !worker.catalog().buckets.contains_key(bucket) {
-        return Err(super::bucket::no_such_bucket(bucket));
-    }
+    let _write = super::put::begin_write(worker, bucket).await?;
     let headers = &request.head.headers;
     let replace = match headers
         .get("x-amz-metadata-directive")
@@ -484,7 +483,7 @@ pub async fn copy_object(
             ObjectBody::Extents(extents)
         }
     };
-    shard.commit(&commit).await.map_err(S3Error::internal)?;
+    shard.commit(&commit, guard.as_ref()).await?;
     drop(guard);
     drop(source);
     let mut out = String::with_capacity(256);
@@ -544,9 +543,7 @@ pub async fn upload_part_copy(
     upload_id: &str,
 ) -> Result<Response, S3Error> {
     let (bucket, key) = object_names(worker, request)?;
-    if !worker.catalog().buckets.contains_key(bucket) {
-        return Err(super::bucket::no_such_bucket(bucket));
-    }
+    let _write = super::put::begin_write(worker, bucket).await?;
     let shard = worker.shard();
     let Some(spec) = shard.upload_checksum(bucket, key, upload_id) else {
         return Err(super::multipart::no_such_upload(upload_id));
@@ -587,7 +584,7 @@ pub async fn upload_part_copy(
         extents,
     };
     let last_modified_ms = part.last_modified_ms;
-    super::multipart::store_part(worker, part).await?;
+    super::multipart::store_part(worker, part, &guard).await?;
     drop(guard);
     let mut out = String::with_capacity(256);
     out.push_str(xml::XML_DECLARATION);

@@ -55,8 +55,7 @@ pub async fn delete_object(
             key: key.to_owned(),
             deleted_ms,
         })
-        .await
-        .map_err(S3Error::internal)?;
+        .await?;
     Ok(Response::new(StatusCode::NO_CONTENT))
 }
 

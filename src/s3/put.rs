@@ -21,12 +21,14 @@ use crate::error::S3Error;
 use crate::http::body_reader::BodyReader;
 use crate::limits;
 use crate::s3_error;
+use crate::server::worker::BucketWrite;
 use crate::server::worker::Worker;
 use crate::storage::md5::Md5;
 use crate::storage::md5_lanes::{Batcher, Md5Stream, Ticket};
 use crate::storage::object::{
     ETag, EXTENT_BYTES_MAX, Extent, INLINE_BYTES_MAX, ObjectBody, ObjectCommit,
 };
+use crate::storage::segment::{Space, StorageError};
 use crate::storage::shard::Shard;
 
 pub async fn put_object(
@@ -35,9 +37,7 @@ pub async fn put_object(
     body: &mut BodyReader<'_>,
 ) -> Result<Response, S3Error> {
     let (bucket, key) = object_names(worker, request)?;
-    if !worker.catalog().buckets.contains_key(bucket) {
-        return Err(super::bucket::no_such_bucket(bucket));
-    }
+    let _write = begin_write(worker, bucket).await?;
     let headers = &request.head.headers;
     let size = body.declared_len().ok_or_else(|| {
         s3_error!(
@@ -89,12 +89,32 @@ pub async fn put_object(
     }
     commit.etag = ETag::Md5(digest);
     commit.last_modified_ms = now_ms();
-    shard.commit(&commit).await.map_err(S3Error::internal)?;
+    shard.commit(&commit, upload.as_ref()).await?;
     drop(upload);
     let etag = HeaderValue::from_str(&commit.etag.to_header_value()).expect("hex is ASCII");
     let mut response = Response::new(StatusCode::OK).with_header(http::header::ETAG, etag);
     super::checksum::insert_headers(&mut response.headers, &commit.checksums, 0);
     Ok(response)
+}
+
+/// Begin a write of new object data into `bucket` on this core: the
+/// bucket must exist (and is not deleted while the guard lives, see
+/// `Worker::begin_bucket_write`), and the shard must be able to take new
+/// data. Checked before any body byte is read, so that a client that
+/// waits for `100 Continue` never sends a body that would be refused.
+pub(super) async fn begin_write(worker: &Rc<Worker>, bucket: &str) -> Result<BucketWrite, S3Error> {
+    let write = worker
+        .begin_bucket_write(bucket)
+        .await
+        .ok_or_else(|| super::bucket::no_such_bucket(bucket))?;
+    let shard = worker.shard();
+    if shard.write_failure().is_some() {
+        return Err(StorageError::PreviousIo.into());
+    }
+    if !shard.has_room_for_data() {
+        return Err(StorageError::NoSpace("the disk is full".to_owned()).into());
+    }
+    Ok(write)
 }
 
 /// The object-to-be of a `PutObject` or `CreateMultipartUpload`: its names,
@@ -165,12 +185,7 @@ pub(super) async fn receive_extents(
         if received > size {
             break;
         }
-        extents.push(
-            shard
-                .append_data(&buffer[..filled])
-                .await
-                .map_err(S3Error::internal)?,
-        );
+        extents.push(shard.append_data(&buffer[..filled], Space::Data).await?);
         if let Some(ticket) = hashing.take() {
             // The next piece is already here: waiting now would only
             // stall this upload.

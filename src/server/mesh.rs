@@ -36,7 +36,8 @@ use crate::storage::shard::uploads::{UploadListed, UploadQuery};
 /// What a core asks another core to do.
 #[derive(Debug)]
 pub enum Request {
-    /// Readiness probe: answered with [`Reply::Done`] by a core that runs.
+    /// Readiness probe: answered with [`Reply::Health`] by a core that
+    /// runs.
     Ping,
     /// The sender wants this core's counters.
     Metrics,
@@ -50,8 +51,13 @@ pub enum Request {
     DeleteBucket { name: String },
     /// From the catalog shard: a new durable version of the catalog.
     InstallCatalog(Arc<Catalog>),
-    /// From the catalog shard: does this shard hold objects of the bucket?
-    BucketIsEmpty { name: String },
+    /// From the catalog shard, first step of a `DeleteBucket`: unless a
+    /// write to the bucket is in progress here, hold new ones back and say
+    /// whether this shard holds objects or uploads of it.
+    BeginBucketDelete { name: String },
+    /// From the catalog shard, last step of a `DeleteBucket` (done or
+    /// refused): let the writes held back go on.
+    EndBucketDelete { name: String },
     /// This core's next entries of a listing (`storage::shard::listing`).
     ListPage(Box<ListQuery>),
     /// Delete these keys of a bucket (`DeleteObjects`, this core's share).
@@ -94,8 +100,20 @@ pub enum BucketChange {
     NoSuchBucket,
     TooManyBuckets,
     NotEmpty,
+    /// A write to the bucket was in progress on some core.
+    InUse,
     /// Writing the catalog failed; the shard refuses changes until restart.
     Failed,
+}
+
+/// What one core found when a `DeleteBucket` began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketDeleteCheck {
+    /// No objects, no uploads, no write in progress; new writes held back.
+    Empty,
+    NotEmpty,
+    /// A write to the bucket is in progress here.
+    InUse,
 }
 
 /// The answer to [`Request::SourceHead`]: `(seq, commit location, commit)`
@@ -106,6 +124,11 @@ pub type SourceHeadReply = Result<Option<(u64, Location, Box<ObjectCommit>)>, St
 #[derive(Debug)]
 pub enum Reply {
     Done,
+    /// This core's answer to [`Request::BeginBucketDelete`].
+    BucketDelete(BucketDeleteCheck),
+    /// Why this core's storage takes no writes, if it does not (a failed
+    /// segment write or fdatasync); `None` when it is healthy.
+    Health(Option<String>),
     Bool(bool),
     Metrics(Box<MetricsSnapshot>),
     Bucket(BucketChange),

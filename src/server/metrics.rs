@@ -32,6 +32,10 @@ pub struct MetricsSnapshot {
     pub refused_connections: u64,
     /// The shard's segment files, in bytes (a gauge, read at the scrape).
     pub segment_bytes: u64,
+    /// The shard's writer stopped after a failed write or fdatasync.
+    pub writes_stopped: bool,
+    /// The shard refuses new object data for want of space.
+    pub storage_full: bool,
     pub compaction: CompactionStats,
     pub scrub: ScrubStats,
 }
@@ -200,12 +204,24 @@ type Series = (
 /// The per-core storage series: segment bytes, compaction and scrub
 /// counters.
 fn render_storage(out: &mut String, per_shard: &[MetricsSnapshot]) {
-    let per_core: [Series; 11] = [
+    let per_core: [Series; 13] = [
         (
             "ringstore_segment_bytes",
             "gauge",
             "Bytes of segment files, by core (shard).",
             |s| s.segment_bytes,
+        ),
+        (
+            "ringstore_writes_stopped",
+            "gauge",
+            "1 when the core takes no writes after a failed segment write or fdatasync (until a restart), by core.",
+            |s| u64::from(s.writes_stopped),
+        ),
+        (
+            "ringstore_storage_full",
+            "gauge",
+            "1 when the core refuses new object data for want of disk space (deletes still work), by core.",
+            |s| u64::from(s.storage_full),
         ),
         (
             "ringstore_compaction_passes_total",

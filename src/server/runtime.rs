@@ -211,6 +211,7 @@ async fn serve_core(
     let shard_dir = crate::storage::shard::shard_dir(&setup.config.data_dir, worker.shard_id());
     let options = crate::storage::segment::WriterOptions {
         segment_bytes_max: setup.config.segment_bytes,
+        reserved_bytes: setup.config.reserved_space_bytes,
         ..crate::storage::segment::WriterOptions::default()
     };
     match crate::storage::shard::Shard::open_with(&shard_dir, options).await {

@@ -13,11 +13,12 @@
 //! after sees it.
 
 use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::mesh::{BucketChange, Mesh, Reply, Request};
+use super::mesh::{BucketChange, BucketDeleteCheck, Mesh, Reply, Request};
 use super::metrics::CoreMetrics;
 use super::sharding::CATALOG_SHARD;
 use crate::auth::{CredentialStore, SigningKeyCache};
@@ -64,6 +65,10 @@ pub struct Worker {
     data_dir: PathBuf,
     open_connections: Cell<usize>,
     connections_max: usize,
+    /// Writes in progress on this core, per bucket (see [`BucketWrite`]).
+    bucket_writes: RefCell<HashMap<String, usize>>,
+    /// Buckets whose deletion is being decided: writes to them wait.
+    buckets_deleting: RefCell<HashSet<String>>,
     /// This core's budget of request-body bytes held in memory
     /// (`body_bytes_in_flight_per_core_max`).
     body_bytes: glommio::sync::Semaphore,
@@ -93,6 +98,8 @@ impl Worker {
             data_dir: setup.config.data_dir.clone(),
             open_connections: Cell::new(0),
             connections_max: setup.connections_per_core_max,
+            bucket_writes: RefCell::new(HashMap::new()),
+            buckets_deleting: RefCell::new(HashSet::new()),
             body_bytes: glommio::sync::Semaphore::new(
                 setup.config.body_bytes_in_flight_per_core_max,
             ),
@@ -118,6 +125,31 @@ impl Worker {
             .borrow()
             .clone()
             .expect("cores serve only once their shard is open")
+    }
+
+    /// Begin a write into `bucket` (an object, a part, an upload, a copy's
+    /// destination): `None` if the bucket does not exist. While the
+    /// returned guard lives, `DeleteBucket` is refused with
+    /// `OperationAborted`; while a `DeleteBucket` is being decided, this
+    /// waits for its outcome. So no write is acknowledged into a bucket
+    /// that is deleted meanwhile (it would come back with the bucket's
+    /// name if the bucket were created again).
+    pub async fn begin_bucket_write(self: &Rc<Self>, bucket: &str) -> Option<BucketWrite> {
+        while self.buckets_deleting.borrow().contains(bucket) {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        if !self.catalog().buckets.contains_key(bucket) {
+            return None;
+        }
+        *self
+            .bucket_writes
+            .borrow_mut()
+            .entry(bucket.to_owned())
+            .or_insert(0) += 1;
+        Some(BucketWrite {
+            worker: Rc::clone(self),
+            bucket: bucket.to_owned(),
+        })
     }
 
     /// Reserve `bytes` of this core's budget for request bodies held in
@@ -205,6 +237,10 @@ impl Worker {
         }
         let current = self.catalog();
         let mut next = (*current).clone();
+        let request_name = match &request {
+            Request::DeleteBucket { name } => Some(name.clone()),
+            _ => None,
+        };
         let outcome = match request {
             Request::CreateBucket {
                 name,
@@ -224,26 +260,54 @@ impl Worker {
                 if !next.buckets.contains_key(&name) {
                     return BucketChange::NoSuchBucket;
                 }
+                // Every core holds new writes to the bucket back and says
+                // whether it is empty; the writes go on (or find the bucket
+                // gone) once the decision is made and durable.
                 let replies = self
                     .mesh
-                    .call_all(self, || Request::BucketIsEmpty { name: name.clone() })
+                    .call_all(self, || Request::BeginBucketDelete { name: name.clone() })
                     .await;
+                let mut verdict = BucketChange::Deleted;
                 for reply in replies {
-                    match reply {
-                        Ok(Reply::Bool(true)) => {}
-                        Ok(Reply::Bool(false)) => return BucketChange::NotEmpty,
-                        _ => return BucketChange::Failed,
-                    }
+                    verdict = match (verdict, reply) {
+                        (
+                            BucketChange::Deleted,
+                            Ok(Reply::BucketDelete(BucketDeleteCheck::Empty)),
+                        ) => BucketChange::Deleted,
+                        (
+                            BucketChange::Deleted | BucketChange::NotEmpty,
+                            Ok(Reply::BucketDelete(BucketDeleteCheck::NotEmpty)),
+                        ) => BucketChange::NotEmpty,
+                        (_, Ok(Reply::BucketDelete(BucketDeleteCheck::InUse))) => {
+                            BucketChange::InUse
+                        }
+                        (BucketChange::InUse, Ok(Reply::BucketDelete(_))) => BucketChange::InUse,
+                        (BucketChange::NotEmpty, Ok(Reply::BucketDelete(_))) => {
+                            BucketChange::NotEmpty
+                        }
+                        _ => BucketChange::Failed,
+                    };
+                }
+                if verdict != BucketChange::Deleted {
+                    self.end_bucket_delete(&name).await;
+                    return verdict;
                 }
                 next.buckets.remove(&name);
                 BucketChange::Deleted
             }
             other => unreachable!("not a bucket change: {other:?}"),
         };
+        let deleting = match (&outcome, &request_name) {
+            (BucketChange::Deleted, Some(name)) => Some(name.clone()),
+            _ => None,
+        };
         next.generation = current.generation + 1;
         if let Err(error) = next.store(&self.data_dir).await {
             tracing::error!(%error, "writing the bucket catalog failed; refusing bucket changes until restart");
             self.catalog_failed.set(true);
+            if let Some(name) = &deleting {
+                self.end_bucket_delete(name).await;
+            }
             return BucketChange::Failed;
         }
         let next = Arc::new(next);
@@ -258,7 +322,27 @@ impl Worker {
                 tracing::debug!("a stopping core missed a catalog update");
             }
         }
+        if let Some(name) = &deleting {
+            // Every core has the catalog without the bucket: the writes
+            // held back find it gone.
+            self.end_bucket_delete(name).await;
+        }
         outcome
+    }
+
+    /// Let the writes a `DeleteBucket` held back go on, on every core.
+    async fn end_bucket_delete(self: &Rc<Self>, name: &str) {
+        for reply in self
+            .mesh
+            .call_all(self, || Request::EndBucketDelete {
+                name: name.to_owned(),
+            })
+            .await
+        {
+            if reply.is_err() {
+                tracing::debug!("a stopping core missed the end of a bucket deletion");
+            }
+        }
     }
 }
 
@@ -270,11 +354,13 @@ impl super::mesh::Handler for Worker {
     ) -> super::mesh::LocalBoxFuture<Reply> {
         Box::pin(async move {
             match request {
-                Request::Ping => Reply::Done,
+                Request::Ping => Reply::Health(self.shard().write_failure()),
                 Request::Metrics => {
                     let mut snapshot = self.metrics.borrow().snapshot();
                     let shard = self.shard();
                     snapshot.segment_bytes = shard.segment_bytes();
+                    snapshot.writes_stopped = shard.write_failure().is_some();
+                    snapshot.storage_full = !shard.has_room_for_data();
                     snapshot.compaction = shard.compaction_stats();
                     snapshot.scrub = shard.scrub_stats();
                     Reply::Metrics(Box::new(snapshot))
@@ -286,7 +372,23 @@ impl super::mesh::Handler for Worker {
                     }
                     Reply::Done
                 }
-                Request::BucketIsEmpty { name } => Reply::Bool(self.shard().bucket_is_empty(&name)),
+                Request::BeginBucketDelete { name } => {
+                    let in_use = self.bucket_writes.borrow().contains_key(&name);
+                    Reply::BucketDelete(if in_use {
+                        BucketDeleteCheck::InUse
+                    } else {
+                        self.buckets_deleting.borrow_mut().insert(name.clone());
+                        if self.shard().bucket_is_empty(&name) {
+                            BucketDeleteCheck::Empty
+                        } else {
+                            BucketDeleteCheck::NotEmpty
+                        }
+                    })
+                }
+                Request::EndBucketDelete { name } => {
+                    self.buckets_deleting.borrow_mut().remove(&name);
+                    Reply::Done
+                }
                 Request::ListPage(query) => Reply::ListPage(self.shard().list(&query)),
                 Request::DeleteKeys {
                     bucket,
@@ -349,5 +451,23 @@ impl super::mesh::Handler for Worker {
                 }
             }
         })
+    }
+}
+
+/// A write in progress into a bucket, on this core (see
+/// [`Worker::begin_bucket_write`]).
+pub struct BucketWrite {
+    worker: Rc<Worker>,
+    bucket: String,
+}
+
+impl Drop for BucketWrite {
+    fn drop(&mut self) {
+        let mut writes = self.worker.bucket_writes.borrow_mut();
+        let count = writes.get_mut(&self.bucket).expect("counted");
+        *count -= 1;
+        if *count == 0 {
+            writes.remove(&self.bucket);
+        }
     }
 }
