@@ -610,3 +610,56 @@ fn unsigned_amz_headers_are_access_denied() {
     let response = server.send(&server.sign(&signed));
     assert_eq!(response.status, 200, "{}", response.text());
 }
+
+/// Replaces the first `from` in a raw request (its request line) by `to`.
+fn tamper(request: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let text = String::from_utf8(request.to_vec()).expect("a test request is UTF-8");
+    assert!(text.contains(from), "{from:?} is not in {text:?}");
+    text.replacen(from, to, 1).into_bytes()
+}
+
+/// Goal (issue 12): a `+` and a `%2B` in the query mean different things
+/// (a space and a plus, as S3 reads a query), so a signed `%2B` turned into
+/// `+` in transit must fail its signature instead of changing the request.
+/// Regression: both were signed as `%2B` while the router read `+` as a
+/// space, so `prefix=a%2Bb` sent as `prefix=a+b` listed the keys under
+/// `a b` with a valid signature. Method: two keys, `a+b` and `a b`; list
+/// each prefix signed in the header and presigned, then swap the encoding.
+#[test]
+fn plus_and_percent_2b_in_a_signed_query_cannot_be_swapped() {
+    let server = Server::start();
+    let created = server.send_signed(&server.request("PUT", "/plus-query"));
+    assert_eq!(created.status, 200, "{}", created.text());
+    for path in ["/plus-query/a%2Bb", "/plus-query/a%20b"] {
+        let put = server.send_signed(&server.request("PUT", path).body(b"x"));
+        assert_eq!(put.status, 200, "{path}: {}", put.text());
+    }
+    let list = |response: &common::RawResponse| {
+        assert_eq!(response.status, 200, "{}", response.text());
+        common::xml_elements(&response.text(), "Key")
+    };
+
+    let plus = server.request("GET", "/plus-query?prefix=a%2Bb");
+    let signed = server.sign(&plus);
+    assert_eq!(list(&server.send(&signed)), ["a+b"]);
+    server
+        .send(&tamper(&signed, "prefix=a%2Bb", "prefix=a+b"))
+        .assert_s3_error(403, "SignatureDoesNotMatch");
+    let presigned = plus.presign(&server.keys, server.region(), 60);
+    assert_eq!(list(&server.send(&presigned)), ["a+b"]);
+    server
+        .send(&tamper(&presigned, "prefix=a%2Bb", "prefix=a+b"))
+        .assert_s3_error(403, "SignatureDoesNotMatch");
+
+    // A `+` for `%20` keeps the meaning, and S3 accepts it.
+    let space = server.request("GET", "/plus-query?prefix=a%20b");
+    let signed = server.sign(&space);
+    assert_eq!(list(&server.send(&signed)), ["a b"]);
+    assert_eq!(
+        list(&server.send(&tamper(&signed, "prefix=a%20b", "prefix=a+b"))),
+        ["a b"]
+    );
+    server
+        .send(&tamper(&signed, "prefix=a%20b", "prefix=a%2Bb"))
+        .assert_s3_error(403, "SignatureDoesNotMatch");
+}

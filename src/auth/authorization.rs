@@ -748,6 +748,37 @@ mod tests {
         );
     }
 
+    /// Goal: a `%2B` (plus) in a signed query cannot be turned into `+`
+    /// (which the router reads as a space) in transit without breaking the
+    /// signature, while `+` for `%20` (the same meaning) still verifies.
+    #[test]
+    fn plus_and_percent_2b_in_the_query_are_told_apart() {
+        let mut map = headers(&[
+            ("host", "h"),
+            ("x-amz-content-sha256", EMPTY_SHA256_HEX),
+            ("x-amz-date", "20130524T000000Z"),
+        ]);
+        sign("GET", "/b", "prefix=a%2Bb", &mut map, "20130524T000000Z");
+        run("GET", "/b", Some("prefix=a%2Bb"), &map, at(EXAMPLE_SECONDS)).unwrap();
+        assert_eq!(
+            run("GET", "/b", Some("prefix=a+b"), &map, at(EXAMPLE_SECONDS)).unwrap_err(),
+            AuthError::signature_mismatch()
+        );
+        let mut map = headers(&[
+            ("host", "h"),
+            ("x-amz-content-sha256", EMPTY_SHA256_HEX),
+            ("x-amz-date", "20130524T000000Z"),
+        ]);
+        sign("GET", "/b", "prefix=a%20b", &mut map, "20130524T000000Z");
+        for query in ["prefix=a%20b", "prefix=a+b"] {
+            run("GET", "/b", Some(query), &map, at(EXAMPLE_SECONDS)).unwrap();
+        }
+        assert_eq!(
+            run("GET", "/b", Some("prefix=a%2Bb"), &map, at(EXAMPLE_SECONDS)).unwrap_err(),
+            AuthError::signature_mismatch()
+        );
+    }
+
     #[test]
     fn a_valueless_query_parameter_signs_as_name_equals() {
         let mut map = headers(&[

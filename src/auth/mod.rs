@@ -39,6 +39,10 @@
 //!   signing, so a failed check is retried once with the path decoded and
 //!   re-encoded by AWS's rules (see [`sigv4::verify_signature`]).
 //! - A valueless query parameter (`?uploads`) signs as `uploads=`.
+//! - The query is decoded as a form, as S3 and the router read it: a raw
+//!   `+` is a space and signs as `%20`, while `%2B` is a plus and signs as
+//!   `%2B` ([`sigv4::decode_query_component`]). So a parameter cannot
+//!   change meaning in transit without breaking the signature.
 //!
 //! Specifications:
 //! - <https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-authenticating-requests.html>
