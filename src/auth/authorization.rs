@@ -3,7 +3,8 @@
 //!
 //! The checks run in this order, each with the error S3 gives:
 //! 1. the header parses (`AuthorizationHeaderMalformed`, or `NotImplemented`
-//!    for SigV2 and SigV4a, `InvalidArgument` for unknown schemes);
+//!    for SigV4a, `InvalidArgument` for unknown schemes; SigV2 headers are
+//!    `sigv2.rs`'s);
 //! 2. `x-amz-content-sha256` is present and valid (S3 requires it for SigV4:
 //!    `InvalidRequest` when missing, `InvalidArgument` when unknown);
 //! 3. the request time comes from `x-amz-date`, or from `Date` when
@@ -181,9 +182,6 @@ fn scheme_components(authorization: &str) -> Result<&str, AuthError> {
                 .to_owned(),
         ));
     }
-    if authorization.starts_with("AWS ") {
-        return Err(crate::auth::sigv2_not_implemented());
-    }
     Err(AuthError::InvalidArgument(
         "Unsupported Authorization Type".to_owned(),
     ))
@@ -272,6 +270,7 @@ mod tests {
             path,
             query,
             headers,
+            virtual_host_bucket: None,
         };
         authenticate(
             &request,

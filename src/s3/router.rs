@@ -742,7 +742,10 @@ fn raw_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// The bucket named by a virtual-hosted `Host`, or `None` for path style.
-fn virtual_host_bucket(cfg: &RouterConfig, host: &str) -> Option<String> {
+/// [`route`] takes its bucket from here; the connection also hands it to
+/// authentication, because `SigV2` signs it.
+#[must_use]
+pub fn virtual_host_bucket(cfg: &RouterConfig, host: &str) -> Option<String> {
     // An IPv6 literal is never virtual-hosted; it has colons of its own.
     if host.starts_with('[') {
         return None;
@@ -2144,6 +2147,23 @@ mod tests {
         assert_eq!(lossy[0].1, "%zz");
         assert_eq!(lossy[1].1, "\u{FFFD}");
         assert_eq!(lossy[2].1, "%");
+    }
+
+    /// Goal: `SigV2` signs every sub-resource the router routes on, so that
+    /// none can be added to a `SigV2`-signed request to change its
+    /// operation (`auth/` may not import the router, so the lists are kept
+    /// in step here).
+    #[test]
+    fn sigv2_signs_every_sub_resource() {
+        for (name, _) in SUB_RESOURCES {
+            assert!(
+                crate::auth::sigv2::SIGNED_SUB_RESOURCES.contains(name),
+                "{name} is routed on but not signed by SigV2"
+            );
+        }
+        for name in ["uploadId", "partNumber", "versionId"] {
+            assert!(crate::auth::sigv2::SIGNED_SUB_RESOURCES.contains(&name));
+        }
     }
 
     /// Goal: the query the signature covers is the query the handlers read.
