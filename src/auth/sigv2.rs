@@ -16,6 +16,7 @@
 //!   CanonicalizedAmzHeaders  every x-amz-* header, name lowercased, sorted by name,
 //!                            repeated headers joined with ",", values trimmed: "name:value\n"
 //!   CanonicalizedResource    ["/" + bucket, when the bucket is in the Host] + the path as sent
+//!                            (a bare /bucket as /bucket/)
 //!                            + ["?" + the signed sub-resources, sorted by name]
 //! ```
 //!
@@ -49,6 +50,8 @@
 //!   parameters (`content-type=…`, `x-amz-acl=…`), and the client sends
 //!   none of them. In query auth such a parameter stands for its header
 //!   when the header is not sent.
+//! - **A bucket's own resource** is `/bucket/`, also for a path-style
+//!   `/bucket`: botocore signs it so, because S3 accepts nothing else.
 //! - **`x-amz-date` in header auth.** The page's rule gives an empty Date
 //!   line and `x-amz-date` among the `x-amz-*` headers, which is what the
 //!   SDKs do; its worked DELETE example instead puts the `x-amz-date` value
@@ -211,8 +214,9 @@ pub fn canonical_amz_headers<'a>(
 }
 
 /// The canonicalized resource: `/bucket` when the bucket is in the host,
-/// the path exactly as sent (still percent-encoded; `/` when empty), then
-/// the signed sub-resources of the query, decoded, sorted by name.
+/// the path exactly as sent (still percent-encoded; `/` when empty, and
+/// `/bucket` becomes `/bucket/`), then the signed sub-resources of the
+/// query, decoded, sorted by name.
 #[must_use]
 pub fn canonical_resource(
     virtual_host_bucket: Option<&str>,
@@ -225,6 +229,16 @@ pub fn canonical_resource(
         out.extend_from_slice(bucket.as_bytes());
     }
     out.extend_from_slice(if raw_path.is_empty() { "/" } else { raw_path }.as_bytes());
+    // A path-style request for a bucket itself signs `/bucket/`, as the
+    // virtual-hosted form of the same request does: botocore signs that
+    // for `PUT /bucket` because, its comment says, S3 accepts nothing else.
+    let is_bare_bucket = virtual_host_bucket.is_none()
+        && raw_path
+            .strip_prefix('/')
+            .is_some_and(|bucket| !bucket.is_empty() && !bucket.contains('/'));
+    if is_bare_bucket {
+        out.push(b'/');
+    }
     let mut signed: Vec<(Vec<u8>, Vec<u8>)> = raw_query
         .split('&')
         .filter(|parameter| !parameter.is_empty())
@@ -996,6 +1010,10 @@ mod tests {
         }
         assert_eq!(canonical_resource(Some("b"), "", "acl"), b"/b/?acl");
         assert_eq!(canonical_resource(None, "", ""), b"/");
+        // A bucket itself signs with a trailing slash in both styles.
+        assert_eq!(canonical_resource(None, "/b", "acl"), b"/b/?acl");
+        assert_eq!(canonical_resource(None, "/b/", ""), b"/b/");
+        assert_eq!(canonical_resource(Some("b"), "/", ""), b"/b/");
     }
 
     #[test]
