@@ -1343,4 +1343,121 @@ mod tests {
             AuthError::signature_mismatch()
         );
     }
+
+    /// URLs that boto3 1.43.11 (botocore 1.43.11) presigned with its
+    /// defaults, which are SigV2 query URLs in `us-east-1`, with AWS's
+    /// example credentials and the clock patched so that `Expires` is
+    /// 4102444800 (2100-01-01T00:00:00Z). Generated with:
+    ///
+    /// ```python
+    /// creds = dict(aws_access_key_id="AKIAIOSFODNN7EXAMPLE", region_name="us-east-1",
+    ///              aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    /// path = boto3.client("s3", endpoint_url="http://127.0.0.1:9000",
+    ///                     config=Config(s3={"addressing_style": "path"}), **creds)
+    /// virt = boto3.client("s3", endpoint_url="http://localhost:9000",
+    ///                     config=Config(s3={"addressing_style": "virtual"}), **creds)
+    /// with mock.patch("botocore.auth.time.time", return_value=4102444800 - 3600):
+    ///     path.generate_presigned_url("get_object",
+    ///         Params={"Bucket": "golden", "Key": "photos/a b+c~d.jpg"}, ExpiresIn=3600)
+    ///     # ... and the other operations below, in this order: put_object (same key),
+    ///     # put_object with ContentType="text/plain", Metadata={"Note": "x y"},
+    ///     # get_object with VersionId="v+1/2=" and ResponseContentDisposition,
+    ///     # upload_part with UploadId="a+b/c=", PartNumber=3, list_objects_v2 with
+    ///     # Prefix="a b", get_object_acl, and virt.get_object of key "v/k".
+    /// ```
+    const BOTO3_URLS: &[(&str, &str)] = &[
+        (
+            "GET",
+            "http://127.0.0.1:9000/golden/photos/a%20b%2Bc~d.jpg?AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=a%2FQH9TSVbhLvaGsDtEm0UmLgw7g%3D&Expires=4102444800",
+        ),
+        (
+            "PUT",
+            "http://127.0.0.1:9000/golden/photos/a%20b%2Bc~d.jpg?AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=FFSzgK0vtd5RtUALyWjwxUQDbIs%3D&Expires=4102444800",
+        ),
+        (
+            "PUT",
+            "http://127.0.0.1:9000/golden/typed?AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=5q3qSbRBuclk9z7NoMxxoYG10gM%3D&content-type=text%2Fplain&x-amz-meta-note=x%20y&Expires=4102444800",
+        ),
+        (
+            "GET",
+            "http://127.0.0.1:9000/golden/k?versionId=v%2B1%2F2%3D&response-content-disposition=attachment%3B%20filename%3D%22a%20b%2Bc.txt%22&AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=1Pxt1%2FyUO2SlrQIXR%2BAj1PCbtsQ%3D&Expires=4102444800",
+        ),
+        (
+            "PUT",
+            "http://127.0.0.1:9000/golden/k?uploadId=a%2Bb%2Fc%3D&partNumber=3&AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=yHwpFCB6SUjRhvOmvx9Utzt3S7w%3D&Expires=4102444800",
+        ),
+        (
+            "GET",
+            "http://127.0.0.1:9000/golden?list-type=2&prefix=a%20b&encoding-type=url&AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=yP%2FHrfP6%2B0wBHEr7rr%2B6AAkhxu4%3D&Expires=4102444800",
+        ),
+        (
+            "GET",
+            "http://127.0.0.1:9000/golden/k?acl&AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=NZDl0V8je7UpTOuqq9IbLhZJ9%2Fw%3D&Expires=4102444800",
+        ),
+        (
+            "GET",
+            "http://golden.localhost:9000/v/k?AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=mtDWrR3turVYvua6IPnCfOPQsNw%3D&Expires=4102444800",
+        ),
+    ];
+
+    /// Goal: what boto3 really sends by default verifies, up to and
+    /// including its `Expires` second, and only for its method and URL.
+    /// Method: the golden URLs above, sent as a client (curl) sends them:
+    /// the URL and a `Host` header, nothing else.
+    #[test]
+    fn boto3_default_presigned_urls_verify() {
+        const EXPIRES: u64 = 4_102_444_800;
+        for &(method, url) in BOTO3_URLS {
+            let rest = url.strip_prefix("http://").unwrap();
+            let (host, target) = rest.split_at(rest.find('/').unwrap());
+            let (path, query) = target.split_once('?').unwrap();
+            let virtual_host_bucket = host.strip_suffix(".localhost:9000");
+            let request = Request {
+                method,
+                path,
+                query: Some(query),
+                headers: headers(&[("host", host)]),
+                virtual_host_bucket,
+            };
+            for now in [EXPIRES - 3600, EXPIRES] {
+                let authenticated = request
+                    .run(at(now))
+                    .unwrap_or_else(|error| panic!("{url}: {error}"));
+                assert!(matches!(authenticated.payload, PayloadMode::Unsigned));
+            }
+            assert_eq!(
+                request.run(at(EXPIRES + 1)).unwrap_err(),
+                AuthError::AccessDenied("Request has expired".to_owned()),
+                "{url}"
+            );
+            let other_method = Request {
+                method: if method == "GET" { "DELETE" } else { "GET" },
+                headers: request.headers.clone(),
+                ..request
+            };
+            assert_eq!(
+                other_method.run(at(EXPIRES)).unwrap_err(),
+                AuthError::signature_mismatch(),
+                "{url}"
+            );
+            let signature_at = query.find("Signature=").unwrap() + "Signature=".len();
+            let mut tampered = query.to_owned();
+            let flipped = if &query[signature_at..=signature_at] == "A" {
+                "B"
+            } else {
+                "A"
+            };
+            tampered.replace_range(signature_at..=signature_at, flipped);
+            let tampered = Request {
+                query: Some(&tampered),
+                headers: request.headers.clone(),
+                ..request
+            };
+            assert_eq!(
+                tampered.run(at(EXPIRES)).unwrap_err(),
+                AuthError::signature_mismatch(),
+                "{url}"
+            );
+        }
+    }
 }
