@@ -37,7 +37,7 @@
 //!   └─ StreamingUnsignedTrailer   AwsChunkedDecoder::new(Unsigned, true)
 //! ```
 //!
-//! Two choices differ from generic SigV4 and follow S3:
+//! Three choices differ from generic SigV4 and follow S3:
 //! - The canonical URI is the path as the client sent it: S3 encodes object
 //!   keys once, and does not normalize `//`, `.` or `..` (they are valid key
 //!   bytes). Some clients send characters raw that they percent-encoded when
