@@ -257,11 +257,15 @@ async fn run_request(
     *operation = route.endpoint.name();
     let resource = resource_of(&route);
     let authenticated = {
+        let virtual_host_bucket = head
+            .host()
+            .and_then(|host| crate::s3::router::virtual_host_bucket(&worker.router, host));
         let view = RequestView {
             method: head.method.as_str(),
             path: &head.path,
             query: head.query.as_deref(),
             headers: &head.headers,
+            virtual_host_bucket: virtual_host_bucket.as_deref(),
         };
         let mut cache = worker.signing_keys.borrow_mut();
         auth::authenticate(
