@@ -24,6 +24,7 @@ use crate::limits;
 use crate::s3_error;
 use crate::server::mesh::{BucketChange, Request};
 use crate::server::worker::Worker;
+use crate::storage::segment::StorageError;
 
 /// Most buckets one `ListBuckets` page returns, as AWS.
 const LIST_BUCKETS_PAGE_MAX: usize = 10_000;
@@ -152,6 +153,7 @@ pub async fn create_bucket(
             "You have attempted to create more buckets than allowed"
         )),
         BucketChange::Failed => Err(S3Error::internal("the bucket catalog could not be written")),
+        BucketChange::NoSpace => Err(StorageError::NoSpace("the catalog".to_owned()).into()),
         BucketChange::Deleted
         | BucketChange::NoSuchBucket
         | BucketChange::NotEmpty
@@ -208,6 +210,7 @@ pub async fn delete_bucket(
             "A conflicting conditional operation is currently in progress against this resource. Please try again."
         )),
         BucketChange::Failed => Err(S3Error::internal("the bucket catalog could not be written")),
+        BucketChange::NoSpace => Err(StorageError::NoSpace("the catalog".to_owned()).into()),
         _ => unreachable!("DeleteBucket answered {change:?}"),
     }
 }

@@ -102,6 +102,9 @@ pub enum BucketChange {
     NotEmpty,
     /// A write to the bucket was in progress on some core.
     InUse,
+    /// The disk is full: the catalog could not be written (nothing
+    /// changed).
+    NoSpace,
     /// Writing the catalog failed; the shard refuses changes until restart.
     Failed,
 }

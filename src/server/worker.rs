@@ -27,7 +27,7 @@ use crate::http::response::DateCache;
 use crate::limits;
 use crate::s3::router::RouterConfig;
 use crate::s3::xml::Owner;
-use crate::storage::catalog::{BucketInfo, Catalog};
+use crate::storage::catalog::{BucketInfo, Catalog, CatalogError};
 use crate::storage::shard::Shard;
 
 /// What every core gets from the main thread at start.
@@ -303,12 +303,25 @@ impl Worker {
         };
         next.generation = current.generation + 1;
         if let Err(error) = next.store(&self.data_dir).await {
-            tracing::error!(%error, "writing the bucket catalog failed; refusing bucket changes until restart");
-            self.catalog_failed.set(true);
             if let Some(name) = &deleting {
                 self.end_bucket_delete(name).await;
             }
-            return BucketChange::Failed;
+            return match error {
+                // Nothing changed: the change may be asked again.
+                CatalogError::NotStored(cause) if crate::storage::fs::is_out_of_space(&cause) => {
+                    tracing::warn!(%cause, "the bucket catalog could not be written: the disk is full");
+                    BucketChange::NoSpace
+                }
+                CatalogError::NotStored(cause) => {
+                    tracing::error!(%cause, "the bucket catalog could not be written; the change was not made");
+                    BucketChange::Failed
+                }
+                error => {
+                    tracing::error!(%error, "writing the bucket catalog failed after its rename; refusing bucket changes until restart");
+                    self.catalog_failed.set(true);
+                    BucketChange::Failed
+                }
+            };
         }
         let next = Arc::new(next);
         for reply in self

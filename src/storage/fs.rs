@@ -174,13 +174,44 @@ pub fn create_dir_all(path: &Path) -> io::Result<()> {
 /// renamed over `path`, and the directory synced. A crash leaves either the
 /// old file or the new one, and at worst a stray `.tmp`.
 pub fn write_file_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace_file_durably(path, bytes).map_err(|error| match error {
+        ReplaceError::NotReplaced(error) | ReplaceError::Unsure(error) => error,
+    })
+}
+
+/// How [`replace_file_durably`] failed.
+#[derive(Debug)]
+pub enum ReplaceError {
+    /// Before the rename: `path` is the old file, on disk and for readers.
+    /// Trying again later is safe (a full disk, say).
+    NotReplaced(io::Error),
+    /// The directory sync after the rename failed: readers see the new
+    /// file, but whether a crash would keep it is unknown.
+    Unsure(io::Error),
+}
+
+impl std::fmt::Display for ReplaceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotReplaced(error) => write!(f, "{error} (the file was not replaced)"),
+            Self::Unsure(error) => write!(f, "{error} (after the rename)"),
+        }
+    }
+}
+
+/// [`write_file_durably`], telling a failure before the rename from one
+/// after it.
+pub fn replace_file_durably(path: &Path, bytes: &[u8]) -> Result<(), ReplaceError> {
     let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp)?;
-    io::Write::write_all(&mut file, bytes)?;
-    file.sync_all()?;
-    drop(file);
-    rename(&tmp, path)?;
-    sync_dir(parent_of(path))
+    let write = || -> io::Result<()> {
+        let mut file = File::create(&tmp)?;
+        io::Write::write_all(&mut file, bytes)?;
+        file.sync_all()?;
+        drop(file);
+        rename(&tmp, path)
+    };
+    write().map_err(ReplaceError::NotReplaced)?;
+    sync_dir(parent_of(path)).map_err(ReplaceError::Unsure)
 }
 
 /// Rename `from` to `to` (atomic within one directory); not durable until

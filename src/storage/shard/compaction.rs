@@ -282,7 +282,10 @@ impl Shard {
                 }
                 if let Err(error) = shard.compact().await {
                     shard.compaction.update(|stats| stats.failures += 1);
-                    tracing::error!(%error, "compaction pass failed");
+                    // Try again at the next tick: a pass that failed on a
+                    // full disk is what frees space once deletes made room.
+                    shard.compaction.retry.set(true);
+                    tracing::error!(%error, "compaction pass failed; retrying at the next tick");
                 }
             }
         })
