@@ -260,34 +260,7 @@ impl Worker {
                 if !next.buckets.contains_key(&name) {
                     return BucketChange::NoSuchBucket;
                 }
-                // Every core holds new writes to the bucket back and says
-                // whether it is empty; the writes go on (or find the bucket
-                // gone) once the decision is made and durable.
-                let replies = self
-                    .mesh
-                    .call_all(self, || Request::BeginBucketDelete { name: name.clone() })
-                    .await;
-                let mut verdict = BucketChange::Deleted;
-                for reply in replies {
-                    verdict = match (verdict, reply) {
-                        (
-                            BucketChange::Deleted,
-                            Ok(Reply::BucketDelete(BucketDeleteCheck::Empty)),
-                        ) => BucketChange::Deleted,
-                        (
-                            BucketChange::Deleted | BucketChange::NotEmpty,
-                            Ok(Reply::BucketDelete(BucketDeleteCheck::NotEmpty)),
-                        ) => BucketChange::NotEmpty,
-                        (_, Ok(Reply::BucketDelete(BucketDeleteCheck::InUse))) => {
-                            BucketChange::InUse
-                        }
-                        (BucketChange::InUse, Ok(Reply::BucketDelete(_))) => BucketChange::InUse,
-                        (BucketChange::NotEmpty, Ok(Reply::BucketDelete(_))) => {
-                            BucketChange::NotEmpty
-                        }
-                        _ => BucketChange::Failed,
-                    };
-                }
+                let verdict = self.begin_bucket_delete(&name).await;
                 if verdict != BucketChange::Deleted {
                     self.end_bucket_delete(&name).await;
                     return verdict;
@@ -341,6 +314,37 @@ impl Worker {
             self.end_bucket_delete(name).await;
         }
         outcome
+    }
+
+    /// Ask every core to hold new writes to `name` back and say whether it
+    /// is empty: `Deleted` if every core is, else why not.
+    async fn begin_bucket_delete(self: &Rc<Self>, name: &str) -> BucketChange {
+        // The writes go on (or find the bucket gone) once the decision is
+        // made and durable.
+        let replies = self
+            .mesh
+            .call_all(self, || Request::BeginBucketDelete {
+                name: name.to_owned(),
+            })
+            .await;
+        let (mut failed, mut in_use, mut not_empty) = (false, false, false);
+        for reply in replies {
+            match reply {
+                Ok(Reply::BucketDelete(BucketDeleteCheck::Empty)) => {}
+                Ok(Reply::BucketDelete(BucketDeleteCheck::NotEmpty)) => not_empty = true,
+                Ok(Reply::BucketDelete(BucketDeleteCheck::InUse)) => in_use = true,
+                _ => failed = true,
+            }
+        }
+        if failed {
+            BucketChange::Failed
+        } else if in_use {
+            BucketChange::InUse
+        } else if not_empty {
+            BucketChange::NotEmpty
+        } else {
+            BucketChange::Deleted
+        }
     }
 
     /// Let the writes a `DeleteBucket` held back go on, on every core.
