@@ -402,6 +402,7 @@ pub async fn copy_object(
         return Err(super::bucket::no_such_bucket(bucket));
     }
     let headers = &request.head.headers;
+    super::acl::check_canned_acl(headers)?;
     let replace = match headers
         .get("x-amz-metadata-directive")
         .map(|value| value.to_str().unwrap_or_default())

@@ -90,6 +90,7 @@ pub async fn create_multipart_upload(
 ) -> Result<Response, S3Error> {
     let (bucket, key) = object_names(worker, request)?;
     check_bucket(worker, bucket)?;
+    super::acl::check_canned_acl(&request.head.headers)?;
     let template = object_template(bucket, key, &request.head.headers)?;
     let checksum = checksum_spec(&request.head.headers)?;
     let create = UploadCreate {

@@ -39,6 +39,7 @@ pub async fn put_object(
         return Err(super::bucket::no_such_bucket(bucket));
     }
     let headers = &request.head.headers;
+    super::acl::check_canned_acl(headers)?;
     let size = body.declared_len().ok_or_else(|| {
         s3_error!(
             MissingContentLength,

@@ -1974,3 +1974,21 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// Asserts the refusal of a canned ACL this server does not implement:
+/// `501 NotImplemented` whose message and `<Header>` name `x-amz-acl`
+/// (issue 12; see `s3::acl`).
+#[track_caller]
+pub fn assert_canned_acl_refused(response: &RawResponse, value: &str) {
+    let text = response.assert_s3_error(501, "NotImplemented");
+    assert_eq!(
+        response.xml_element("Header").as_deref(),
+        Some("x-amz-acl"),
+        "{text}"
+    );
+    let message = response.xml_element("Message").unwrap_or_default();
+    assert!(
+        message.contains("x-amz-acl") && message.contains(value),
+        "the refusal names the header and its value: {text}"
+    );
+}
