@@ -172,8 +172,12 @@ fn assert_timeout_close(bytes: &[u8]) {
 #[test]
 fn incomplete_head_is_closed_after_the_head_timeout() {
     let server = timeouts_server(500, 60_000);
-    let mut conn = server.connect();
+    // Measured from before the connection exists, so that the server's
+    // clock (which may start at the accept) cannot start before ours: a
+    // test thread that is descheduled after the connect would otherwise
+    // see a close "too early" on a loaded machine.
     let started = Instant::now();
+    let mut conn = server.connect();
     conn.send(format!("GET / HTTP/1.1\r\nHost: {}\r\n", server.addr).as_bytes());
     assert!(
         conn.read_until_closed(Duration::from_millis(300)).is_none(),
@@ -196,9 +200,10 @@ fn incomplete_head_is_closed_after_the_head_timeout() {
 #[test]
 fn trickled_head_is_closed_after_the_head_timeout() {
     let server = timeouts_server(500, 60_000);
+    // From before the connection exists, as above.
+    let started = Instant::now();
     let mut conn = server.connect();
     conn.send(format!("GET / HTTP/1.1\r\nHost: {}\r\nX-Slow: ", server.addr).as_bytes());
-    let started = Instant::now();
     while started.elapsed() < Duration::from_secs(3) {
         if conn.try_send(b"s").is_err() {
             break;
@@ -225,8 +230,9 @@ fn trickled_head_is_closed_after_the_head_timeout() {
 #[test]
 fn silent_connection_is_closed_after_the_head_timeout() {
     let server = timeouts_server(500, 60_000);
-    let mut conn = server.connect();
+    // From before the connection exists, as above.
     let started = Instant::now();
+    let mut conn = server.connect();
     let bytes = conn
         .read_until_closed(Duration::from_secs(3))
         .expect("a silent connection must be closed");
@@ -265,10 +271,13 @@ fn idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
         conn.wait_closed(Duration::from_millis(250)),
         common::Closed::StillOpen
     );
+    // The server's idle clock starts once it has sent the next response,
+    // which may be well before this thread reads it on a loaded machine:
+    // measure from before the request, which is surely earlier.
+    let idle_since = Instant::now();
     conn.send(&server.sign(&server.request("GET", "/")));
     assert_eq!(conn.response().status, 200);
 
-    let idle_since = Instant::now();
     conn.assert_closed(Duration::from_secs(3));
     let idle = idle_since.elapsed();
     assert!(

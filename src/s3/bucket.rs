@@ -99,14 +99,7 @@ pub async fn create_bucket(
     let name = bucket_name(request)?;
     validate_bucket_name(name)?;
     let headers = &request.head.headers;
-    if let Some(acl) = headers.get("x-amz-acl")
-        && acl.as_bytes() != b"private"
-    {
-        return Err(s3_error!(
-            NotImplemented,
-            "Only the 'private' canned ACL is supported"
-        ));
-    }
+    super::acl::check_canned_acl(headers)?;
     if headers
         .get("x-amz-bucket-object-lock-enabled")
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"true"))

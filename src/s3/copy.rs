@@ -401,6 +401,7 @@ pub async fn copy_object(
     let (bucket, key) = object_names(worker, request)?;
     let _write = super::put::begin_write(worker, bucket).await?;
     let headers = &request.head.headers;
+    super::acl::check_canned_acl(headers)?;
     let replace = match headers
         .get("x-amz-metadata-directive")
         .map(|value| value.to_str().unwrap_or_default())

@@ -8,6 +8,7 @@
 //! Adding an operation touches `router.rs` (if it is not routed yet), one
 //! file here, perhaps `xml.rs`, and its test file.
 
+pub mod acl;
 pub mod bucket;
 pub mod checksum;
 pub mod conditions;

@@ -94,6 +94,7 @@ pub async fn create_multipart_upload(
 ) -> Result<Response, S3Error> {
     let (bucket, key) = object_names(worker, request)?;
     let _write = begin_write(worker, bucket).await?;
+    super::acl::check_canned_acl(&request.head.headers)?;
     let template = object_template(bucket, key, &request.head.headers)?;
     let checksum = checksum_spec(&request.head.headers)?;
     let create = UploadCreate {

@@ -39,6 +39,7 @@ pub async fn put_object(
     let (bucket, key) = object_names(worker, request)?;
     let _write = begin_write(worker, bucket).await?;
     let headers = &request.head.headers;
+    super::acl::check_canned_acl(headers)?;
     let size = body.declared_len().ok_or_else(|| {
         s3_error!(
             MissingContentLength,
@@ -364,18 +365,26 @@ fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, S3Erro
     Ok(joined)
 }
 
-/// Content-Encoding without the `aws-chunked` coding, which describes the
-/// request framing and never the stored object (S3-SCOPE.md).
+/// The Content-Encoding to store: the header exactly as sent (`deflate,
+/// gzip` stays `deflate, gzip`), less the `aws-chunked` coding, which
+/// describes the request framing and never the stored object (S3-SCOPE.md).
+/// Only when `aws-chunked` is listed are the codings split; the others
+/// keep their own text and the separators that followed them.
 fn stored_content_encoding(headers: &HeaderMap) -> Result<Option<String>, S3Error> {
     let Some(value) = header_text(headers, "content-encoding")? else {
         return Ok(None);
     };
-    let kept: Vec<&str> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("aws-chunked"))
-        .collect();
-    Ok((!kept.is_empty()).then(|| kept.join(",")))
+    let is_framing = |coding: &&str| coding.trim().eq_ignore_ascii_case("aws-chunked");
+    let stored = if value.split(',').any(|coding| is_framing(&coding)) {
+        let kept: Vec<&str> = value
+            .split(',')
+            .filter(|coding| !is_framing(coding))
+            .collect();
+        kept.join(",").trim().to_owned()
+    } else {
+        value
+    };
+    Ok((!stored.trim().is_empty()).then_some(stored))
 }
 
 /// `x-amz-meta-*` headers, names without the prefix, within AWS's 2 KiB.
@@ -410,4 +419,56 @@ pub(super) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(values: &[&str]) -> Option<String> {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("content-encoding", HeaderValue::from_str(value).unwrap());
+        }
+        stored_content_encoding(&headers).unwrap()
+    }
+
+    /// Regression (issue 12): the kept codings were re-joined with `,`, so
+    /// `deflate, gzip` came back as `deflate,gzip`.
+    #[test]
+    fn content_encoding_is_kept_as_sent_less_aws_chunked() {
+        assert_eq!(stored(&[]), None);
+        assert_eq!(stored(&["gzip"]).as_deref(), Some("gzip"));
+        assert_eq!(stored(&["deflate, gzip"]).as_deref(), Some("deflate, gzip"));
+        assert_eq!(stored(&["deflate,gzip"]).as_deref(), Some("deflate,gzip"));
+        assert_eq!(
+            stored(&["deflate ,  gzip"]).as_deref(),
+            Some("deflate ,  gzip")
+        );
+        assert_eq!(stored(&["aws-chunked"]), None);
+        assert_eq!(stored(&["AWS-Chunked ,"]), None);
+        assert_eq!(stored(&[""]), None);
+        assert_eq!(
+            stored(&["aws-chunked, deflate, gzip"]).as_deref(),
+            Some("deflate, gzip")
+        );
+        assert_eq!(stored(&["aws-chunked,gzip"]).as_deref(), Some("gzip"));
+        assert_eq!(
+            stored(&["deflate, aws-chunked, gzip"]).as_deref(),
+            Some("deflate, gzip")
+        );
+        assert_eq!(
+            stored(&["deflate, gzip, aws-chunked"]).as_deref(),
+            Some("deflate, gzip")
+        );
+        // Several header lines are one list (RFC 9110, 5.3).
+        assert_eq!(
+            stored(&["aws-chunked", "deflate, gzip"]).as_deref(),
+            Some("deflate, gzip")
+        );
+        assert_eq!(
+            stored(&["deflate", "gzip"]).as_deref(),
+            Some("deflate, gzip")
+        );
+    }
 }

@@ -58,6 +58,12 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Read timeout of raw connections: far above any legitimate answer time.
 pub const RAW_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for a line to reach the server's log as this fixture sees
+/// it. A test often learns of an event elsewhere first (a metric moved, a
+/// response came back); the server may write its log line a moment later,
+/// and a fixture thread must then read it from the pipe, and either can
+/// lag on a loaded machine. Far above any legitimate delay.
+pub const LOG_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The line the server prints on stdout once every core accepts.
 const LISTENING_PREFIX: &str = "ringstore listening on http://";
@@ -427,6 +433,25 @@ impl Server {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Wait (at most [`LOG_TIMEOUT`]) until the server's stderr contains
+    /// `needle`; returns the stderr then. Panics with the whole stderr if
+    /// the line never comes. Use this, never [`Server::stderr`] alone, to
+    /// check that an event was logged: the log line can arrive after the
+    /// event is visible otherwise (issue 12, `tests/scrub.rs`).
+    #[track_caller]
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        eventually(LOG_TIMEOUT, || {
+            let stderr = self.stderr();
+            stderr.contains(needle).then_some(stderr)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{needle:?} was not logged within {LOG_TIMEOUT:?}; stderr:\n{}",
+                self.stderr()
+            )
+        })
+    }
+
     /// Every stdout line of the current (or last) process so far.
     pub fn stdout(&self) -> Vec<String> {
         self.stdout.lock().unwrap().clone()
@@ -652,7 +677,7 @@ impl Server {
     /// start with admin port 0. Colour codes are ignored here; whether the
     /// log is plain text is a test of its own.
     fn logged_admin_addr(&self) -> SocketAddr {
-        let found = eventually(Duration::from_secs(2), || {
+        let found = eventually(LOG_TIMEOUT, || {
             let stderr = strip_ansi(&self.stderr());
             let start = stderr.find("admin_addr=")? + "admin_addr=".len();
             stderr[start..]
@@ -2286,4 +2311,22 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// Asserts the refusal of a canned ACL this server does not implement:
+/// `501 NotImplemented` whose message and `<Header>` name `x-amz-acl`
+/// (issue 12; see `s3::acl`).
+#[track_caller]
+pub fn assert_canned_acl_refused(response: &RawResponse, value: &str) {
+    let text = response.assert_s3_error(501, "NotImplemented");
+    assert_eq!(
+        response.xml_element("Header").as_deref(),
+        Some("x-amz-acl"),
+        "{text}"
+    );
+    let message = response.xml_element("Message").unwrap_or_default();
+    assert!(
+        message.contains("x-amz-acl") && message.contains(value),
+        "the refusal names the header and its value: {text}"
+    );
 }
