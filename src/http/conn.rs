@@ -45,6 +45,11 @@ const DRAIN_BYTES_MAX: u64 = 256 * 1024;
 /// How often an idle connection checks whether the server is stopping.
 const IDLE_STOP_CHECK: Duration = Duration::from_millis(100);
 
+/// How long a connection that is idle at shutdown waits for bytes already
+/// on their way before it is closed: a request in the socket buffer is
+/// read at once, so this only needs to cover the scheduling of the read.
+const STOP_READ_GRACE_MS: u64 = 10;
+
 /// Serve one accepted connection until it closes.
 pub async fn serve(worker: Rc<Worker>, mut io: ConnIo) {
     let mut first = true;
@@ -122,7 +127,13 @@ async fn read_head(worker: &Worker, io: &mut ConnIo, first: bool) -> HeadOutcome
             deadline
         } else {
             if worker.is_stopping() {
-                return HeadOutcome::Closed;
+                // A request the client sent before the shutdown may already
+                // wait in the socket: it is answered. Only a connection
+                // with nothing to read is closed.
+                match io.fill(deadline_in(STOP_READ_GRACE_MS)).await {
+                    Ok(read) if read > 0 => continue,
+                    _ => return HeadOutcome::Closed,
+                }
             }
             // Wake up now and then to notice a shutdown while idle.
             idle_deadline.min(Instant::now() + IDLE_STOP_CHECK)
