@@ -13,7 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::{RawConn, RawRequest, Server, ServerOptions, metric};
-use ringstore::server::sharding::shard_for;
+use ringstore::node::sharding::shard_for;
 
 /// Goal: a presigned URL (or a captured header-signed request) made for
 /// one bucket cannot be aimed at another bucket by an absolute-form

@@ -22,7 +22,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 use common::{Server, ServerOptions, expect_sdk_error, pattern};
-use ringstore::server::sharding::shard_for;
+use ringstore::node::sharding::shard_for;
 
 const MIB: usize = 1024 * 1024;
 

@@ -16,7 +16,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::EncodingType;
 use common::{Server, ServerOptions, expect_sdk_error};
-use ringstore::server::sharding::shard_for;
+use ringstore::node::sharding::shard_for;
 
 /// One entry of a listing: `K:key` or `P:common prefix`.
 type Entry = String;

@@ -28,7 +28,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, EncodingType};
 use common::{Server, ServerOptions, expect_sdk_error, pattern};
 use md5::{Digest as _, Md5};
-use ringstore::server::sharding::shard_for;
+use ringstore::node::sharding::shard_for;
 
 const MIB: usize = 1024 * 1024;
 /// Smallest part but the last (AWS's 5 MiB).

@@ -38,7 +38,7 @@ use aws_sdk_s3::error::BoxError;
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use common::{RawResponse, Server, ServerOptions, expect_sdk_error, sdk_failure};
 use md5::{Digest as _, Md5};
-use ringstore::server::sharding::shard_for;
+use ringstore::node::sharding::shard_for;
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;

@@ -79,7 +79,7 @@ use std::time::SystemTime;
 
 pub use amz_date::AmzDate;
 pub use chunked::{AwsChunkedDecoder, AwsChunkedMode, ChunkSigningContext, ChunkStep};
-pub use credentials::{CredentialStore, Credentials};
+pub use credentials::{CredentialStore, Credentials, Owner};
 pub use payload::{PayloadMode, check_content_sha256};
 pub use sigv4::{SigningKey, SigningKeyCache};
 
@@ -161,6 +161,12 @@ pub fn authenticate(
         (None, false, true) => sigv2::authenticate_query(request, query, store, now_ms),
         // The server has no public buckets: every request must be signed.
         (None, false, false) => Err(AuthError::AccessDenied("Access Denied".to_owned())),
+    }
+}
+
+impl From<AuthError> for crate::error::S3Error {
+    fn from(error: AuthError) -> Self {
+        crate::error::S3Error::named(error.code(), error.message())
     }
 }
 

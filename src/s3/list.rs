@@ -53,10 +53,9 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use super::xml::{self, Owner, element, escape_into};
 use super::{Response, S3Request};
 use crate::error::S3Error;
+use crate::node::worker::Worker;
 use crate::s3_error;
-use crate::server::mesh::{Reply, Request};
-use crate::server::worker::Worker;
-use crate::storage::shard::listing::{ListPage, ListQuery, Listed};
+use crate::storage::shard::listing::{ListQuery, Listed};
 
 /// Most entries (keys and common prefixes) in one page, as AWS: a larger
 /// `max-keys` is served as this many.
@@ -169,27 +168,20 @@ async fn collect(
             truncated: false,
         });
     }
-    let shard_count = worker.mesh.shard_count();
+    let shard_count = worker.shard_count();
     let share = params.max_keys.div_ceil(shard_count) + SHARE_MARGIN;
-    let query = |after: Option<String>, limit: usize| {
-        Box::new(ListQuery {
-            bucket: params.bucket.clone(),
-            prefix: params.prefix.clone(),
-            delimiter: params.delimiter.clone(),
-            after,
-            limit,
-        })
+    let query = |after: Option<String>, limit: usize| ListQuery {
+        bucket: params.bucket.clone(),
+        prefix: params.prefix.clone(),
+        delimiter: params.delimiter.clone(),
+        after,
+        limit,
     };
     let first_limit = share.min(params.max_keys);
-    let replies = worker
-        .mesh
-        .call_all(worker, || {
-            Request::ListPage(query(after.clone(), first_limit))
-        })
-        .await;
+    let replies = worker.list_pages(&query(after.clone(), first_limit)).await;
     let mut cursors = Vec::with_capacity(shard_count);
     for reply in replies {
-        let page = page_of(reply)?;
+        let page = reply.map_err(|_| super::shutting_down())?;
         cursors.push(Cursor {
             after: page
                 .entries
@@ -206,15 +198,10 @@ async fn collect(
         for (shard, cursor) in cursors.iter_mut().enumerate() {
             if cursor.buffer.is_empty() && cursor.more {
                 let limit = (params.max_keys - entries.len()).clamp(1, share);
-                let reply = worker
-                    .mesh
-                    .call(
-                        worker,
-                        shard,
-                        Request::ListPage(query(cursor.after.clone(), limit)),
-                    )
-                    .await;
-                let page = page_of(reply)?;
+                let page = worker
+                    .list_page(shard, query(cursor.after.clone(), limit))
+                    .await
+                    .map_err(|_| super::shutting_down())?;
                 if let Some(last) = page.entries.last() {
                     cursor.after = Some(last.position().to_owned());
                 }
@@ -252,14 +239,6 @@ async fn collect(
             }
         }
         entries.push(taken.expect("the smallest entry is at the front of a buffer"));
-    }
-}
-
-fn page_of(reply: Result<Reply, crate::server::mesh::MeshClosed>) -> Result<ListPage, S3Error> {
-    match reply {
-        Ok(Reply::ListPage(page)) => Ok(page),
-        Ok(other) => unreachable!("ListPage answered with {other:?}"),
-        Err(_) => Err(s3_error!(ServiceUnavailable, "The server is shutting down")),
     }
 }
 

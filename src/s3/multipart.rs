@@ -43,9 +43,8 @@ use super::{Response, S3Request};
 use crate::error::S3Error;
 use crate::http::body_reader::BodyReader;
 use crate::limits;
+use crate::node::worker::Worker;
 use crate::s3_error;
-use crate::server::mesh::{Reply, Request};
-use crate::server::worker::Worker;
 use crate::storage::md5::Md5;
 use crate::storage::object::{Checksum, ChecksumAlgorithm};
 use crate::storage::object::{ETag, EXTENT_COUNT_MAX, Extent, ObjectBody};
@@ -802,18 +801,10 @@ pub async fn list_multipart_uploads(
         upload_id_marker: upload_id_marker.clone(),
         limit: max_uploads + 1,
     };
-    let replies = worker
-        .mesh
-        .call_all(worker, || Request::ListUploads(Box::new(query.clone())))
-        .await;
-    let mut all: Vec<UploadListed> = Vec::new();
-    for reply in replies {
-        match reply {
-            Ok(Reply::Uploads(entries)) => all.extend(entries),
-            Ok(other) => unreachable!("ListUploads answered {other:?}"),
-            Err(_) => return Err(s3_error!(ServiceUnavailable, "The server is shutting down")),
-        }
-    }
+    let mut all: Vec<UploadListed> = worker
+        .list_uploads(&query)
+        .await
+        .map_err(|_| super::shutting_down())?;
     all.sort_by_key(position);
     all.dedup();
     // An empty page cannot say where the next one starts, so it is not

@@ -20,9 +20,9 @@ use super::{Response, S3Request};
 use crate::error::S3Error;
 use crate::http::body_reader::BodyReader;
 use crate::limits;
+use crate::node::worker::BucketWrite;
+use crate::node::worker::Worker;
 use crate::s3_error;
-use crate::server::worker::BucketWrite;
-use crate::server::worker::Worker;
 use crate::storage::md5::Md5;
 use crate::storage::md5_lanes::{Batcher, Md5Stream, Ticket};
 use crate::storage::object::{
@@ -265,7 +265,7 @@ pub fn object_names<'a>(
     match (&request.route.bucket, &request.route.key) {
         (Some(bucket), Some(key)) => {
             assert_eq!(
-                crate::server::sharding::shard_for(bucket, key, worker.mesh.shard_count()),
+                worker.owner_of(bucket, key),
                 worker.shard_id(),
                 "an object request ran on a shard that does not own it"
             );

@@ -545,6 +545,12 @@ pub enum RouteError {
     },
 }
 
+impl From<RouteError> for crate::error::S3Error {
+    fn from(error: RouteError) -> Self {
+        crate::error::S3Error::named(error.code(), error.message())
+    }
+}
+
 impl RouteError {
     /// The S3 error `<Code>`.
     #[must_use]

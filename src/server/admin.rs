@@ -20,12 +20,12 @@ use std::time::Duration;
 use glommio::net::TcpListener;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use super::mesh::{Reply, Request};
 use super::metrics::render_prometheus;
-use super::worker::Worker;
 use crate::http::io::{ConnIo, deadline_in};
 use crate::http::request::parse_head;
 use crate::limits;
+use crate::node::worker::MeshClosed;
+use crate::node::worker::Worker;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 const ADMIN_HEAD_TIMEOUT_MS: u64 = 5_000;
@@ -125,7 +125,7 @@ async fn ready(worker: &Rc<Worker>) -> Result<(), String> {
         return Err("not ready: stopping\n".to_owned());
     }
     let replies = glommio::timer::timeout(READY_TIMEOUT, async {
-        Ok(worker.mesh.call_all(worker, || Request::Ping).await)
+        Ok(worker.health_everywhere().await)
     })
     .await;
     let Ok(replies) = replies else {
@@ -138,13 +138,13 @@ async fn ready(worker: &Rc<Worker>) -> Result<(), String> {
 
 /// The readiness verdict from every core's answer to a ping: `Err` with
 /// one line per core that did not answer or takes no writes.
-fn readiness(replies: &[Result<Reply, super::mesh::MeshClosed>]) -> Result<(), String> {
+fn readiness(replies: &[Result<Option<String>, MeshClosed>]) -> Result<(), String> {
     use std::fmt::Write as _;
     let mut why = String::new();
     for (core, reply) in replies.iter().enumerate() {
         match reply {
-            Ok(Reply::Health(None)) => {}
-            Ok(Reply::Health(Some(failure))) => {
+            Ok(None) => {}
+            Ok(Some(failure)) => {
                 let _ = writeln!(
                     why,
                     "not ready: core {core} takes no writes after a failed disk write \
@@ -152,7 +152,7 @@ fn readiness(replies: &[Result<Reply, super::mesh::MeshClosed>]) -> Result<(), S
                      then restart ringstore: it recovers every acknowledged write from the disk."
                 );
             }
-            _ => {
+            Err(MeshClosed) => {
                 let _ = writeln!(why, "not ready: core {core} did not answer");
             }
         }
@@ -161,13 +161,11 @@ fn readiness(replies: &[Result<Reply, super::mesh::MeshClosed>]) -> Result<(), S
 }
 
 async fn metrics(worker: &Rc<Worker>) -> String {
-    let replies = worker.mesh.call_all(worker, || Request::Metrics).await;
-    let snapshots: Vec<_> = replies
+    let snapshots: Vec<_> = worker
+        .metrics_everywhere()
+        .await
         .into_iter()
-        .map(|reply| match reply {
-            Ok(Reply::Metrics(snapshot)) => *snapshot,
-            _ => super::metrics::MetricsSnapshot::default(),
-        })
+        .map(Result::unwrap_or_default)
         .collect();
     render_prometheus(&snapshots)
 }
@@ -175,19 +173,13 @@ async fn metrics(worker: &Rc<Worker>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::mesh::MeshClosed;
 
     #[test]
     fn readiness_names_every_core_that_takes_no_writes() {
-        assert_eq!(
-            readiness(&[Ok(Reply::Health(None)), Ok(Reply::Health(None))]),
-            Ok(())
-        );
+        assert_eq!(readiness(&[Ok(None), Ok(None)]), Ok(()));
         let why = readiness(&[
-            Ok(Reply::Health(None)),
-            Ok(Reply::Health(Some(
-                "seg-00000007: Input/output error".to_owned(),
-            ))),
+            Ok(None),
+            Ok(Some("seg-00000007: Input/output error".to_owned())),
             Err(MeshClosed),
         ])
         .unwrap_err();

@@ -4,7 +4,7 @@
 //! `<data-dir>/catalog`, rewritten whole on every change. Shard 0 owns it:
 //! it is the only writer, and after each durable change it sends a copy to
 //! every other shard, which answer bucket lookups from their copy without
-//! crossing cores (see `server::shard`).
+//! crossing cores (see `node::worker`).
 //!
 //! # File format (little-endian)
 //!

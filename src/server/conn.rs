@@ -28,15 +28,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use super::body_reader::BodyReader;
-use super::io::{ConnIo, deadline_in};
-use super::request::{BodyFraming, RequestHead, parse_head};
 use crate::auth::{self, RequestView};
 use crate::error::S3Error;
+use crate::http::body_reader::BodyReader;
+use crate::http::io::{ConnIo, deadline_in};
+use crate::http::request::{BodyFraming, RequestHead, parse_head};
+use crate::node::worker::Worker;
+use crate::s3::router::RouterConfig;
 use crate::s3::{self, S3Request};
-use crate::server::mesh::Request;
-use crate::server::sharding::shard_for;
-use crate::server::worker::Worker;
 
 /// At most this much of an unread request body is read and thrown away to
 /// keep a connection alive; past it, closing is cheaper for both sides.
@@ -50,8 +49,17 @@ const IDLE_STOP_CHECK: Duration = Duration::from_millis(100);
 /// read at once, so this only needs to cover the scheduling of the read.
 const STOP_READ_GRACE_MS: u64 = 10;
 
+/// What the connections of one core share: the core's worker and the
+/// router's configuration.
+pub struct Context {
+    pub worker: Rc<Worker>,
+    pub router: RouterConfig,
+}
+
 /// Serve one accepted connection until it closes.
-pub async fn serve(worker: Rc<Worker>, mut io: ConnIo) {
+pub async fn serve(context: Rc<Context>, mut io: ConnIo) {
+    let worker = Rc::clone(&context.worker);
+    let router = &context.router;
     let mut first = true;
     loop {
         let (head, head_len) = match read_head(&worker, &mut io, first).await {
@@ -71,17 +79,13 @@ pub async fn serve(worker: Rc<Worker>, mut io: ConnIo) {
             }
         };
         first = false;
-        if let Some(owner) = owner_elsewhere(&worker, &head) {
+        if let Some(owner) = owner_elsewhere(&worker, router, &head) {
             // The request's bytes are to be touched by the core that owns
             // them (DESIGN.md, principle 3): the connection moves there,
             // head and all, and that core reads the head again.
             match io.hand_off() {
                 Ok((fd, buffered)) => {
-                    let moved = worker
-                        .mesh
-                        .call(&worker, owner, Request::AdoptConnection { fd, buffered })
-                        .await;
-                    if moved.is_err() {
+                    if !worker.hand_off_connection(owner, fd, buffered).await {
                         tracing::debug!(owner, "hand-off failed: the owner is stopping");
                     }
                 }
@@ -90,7 +94,7 @@ pub async fn serve(worker: Rc<Worker>, mut io: ConnIo) {
             return;
         }
         io.consume(head_len);
-        let keep_alive = handle(&worker, &mut io, &head).await;
+        let keep_alive = handle(&worker, router, &mut io, &head).await;
         if !keep_alive || worker.is_stopping() {
             break;
         }
@@ -160,11 +164,11 @@ async fn read_head(worker: &Worker, io: &mut ConnIo, first: bool) -> HeadOutcome
 
 /// The one operation this request asks for.
 fn route(
-    worker: &Worker,
+    router: &RouterConfig,
     head: &RequestHead,
 ) -> Result<crate::s3::router::Route, crate::s3::router::RouteError> {
     crate::s3::router::route(
-        &worker.router,
+        router,
         &head.method,
         head.host(),
         &head.path,
@@ -176,18 +180,22 @@ fn route(
 /// The core that owns the object this request names, if it is not this
 /// one. Requests that name no object (bucket operations) and requests the
 /// router refuses are answered here.
-fn owner_elsewhere(worker: &Worker, head: &RequestHead) -> Option<usize> {
-    let shard_count = worker.mesh.shard_count();
-    if shard_count == 1 {
+fn owner_elsewhere(worker: &Worker, router: &RouterConfig, head: &RequestHead) -> Option<usize> {
+    if worker.shard_count() == 1 {
         return None;
     }
-    let route = route(worker, head).ok()?;
-    let owner = shard_for(route.bucket.as_deref()?, route.key.as_deref()?, shard_count);
+    let route = route(router, head).ok()?;
+    let owner = worker.owner_of(route.bucket.as_deref()?, route.key.as_deref()?);
     (owner != worker.shard_id()).then_some(owner)
 }
 
 /// Run one request to its end; returns whether the connection stays open.
-async fn handle(worker: &Rc<Worker>, io: &mut ConnIo, head: &RequestHead) -> bool {
+async fn handle(
+    worker: &Rc<Worker>,
+    router: &RouterConfig,
+    io: &mut ConnIo,
+    head: &RequestHead,
+) -> bool {
     let started = Instant::now();
     let request_id = worker.next_request_id();
     let is_head = head.method == http::Method::HEAD;
@@ -206,7 +214,16 @@ async fn handle(worker: &Rc<Worker>, io: &mut ConnIo, head: &RequestHead) -> boo
     };
     let has_body = !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
 
-    let outcome = run_request(worker, io, head, framing, &request_id, &mut operation).await;
+    let outcome = run_request(
+        worker,
+        router,
+        io,
+        head,
+        framing,
+        &request_id,
+        &mut operation,
+    )
+    .await;
 
     match outcome {
         Ok((response, body_done)) => {
@@ -258,19 +275,20 @@ async fn handle(worker: &Rc<Worker>, io: &mut ConnIo, head: &RequestHead) -> boo
 /// error with the resource it concerns.
 async fn run_request(
     worker: &Rc<Worker>,
+    router: &RouterConfig,
     io: &mut ConnIo,
     head: &RequestHead,
     framing: BodyFraming,
     request_id: &str,
     operation: &mut &'static str,
 ) -> Result<(s3::Response, bool), (S3Error, String)> {
-    let route = route(worker, head).map_err(|error| (S3Error::from(error), String::new()))?;
+    let route = route(router, head).map_err(|error| (S3Error::from(error), String::new()))?;
     *operation = route.endpoint.name();
     let resource = resource_of(&route);
     let authenticated = {
         let virtual_host_bucket = head
             .host()
-            .and_then(|host| crate::s3::router::virtual_host_bucket(&worker.router, host));
+            .and_then(|host| crate::s3::router::virtual_host_bucket(router, host));
         let view = RequestView {
             method: head.method.as_str(),
             path: &head.path,
@@ -417,7 +435,7 @@ async fn write_response(
     }
     let body: &[u8] = if is_head { &[] } else { &response.body };
     let mut out = Vec::with_capacity(256 + body.len());
-    super::response::encode_response(&mut out, response.status, &response.headers, body);
+    crate::http::response::encode_response(&mut out, response.status, &response.headers, body);
     let Some(object) = response.object.take().filter(|_| !is_head) else {
         io.write_all(&out).await?;
         return io.flush().await;
@@ -442,7 +460,7 @@ async fn write_response(
             let body = error.to_xml(request_id);
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
             let mut out = Vec::with_capacity(256 + body.len());
-            super::response::encode_response(
+            crate::http::response::encode_response(
                 &mut out,
                 error.code.status(),
                 &headers,

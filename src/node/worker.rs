@@ -1,9 +1,14 @@
-//! `Worker`: everything one core owns.
+//! `Worker`: everything one core owns, and the typed calls to the others.
 //!
 //! One `Worker` per executor, created on that executor and never shared with
 //! another thread: its interior state is `Cell`/`RefCell`, and other cores
 //! reach it only through the mesh (see [`mesh`](super::mesh)). Connections
 //! accepted by this core hold an `Rc<Worker>`.
+//!
+//! A handler never builds a mesh message: it calls a method here that says
+//! what it wants ("this core's share of a listing", "delete these keys on
+//! their owner", "a piece of a copy source"), and the method asks the core
+//! concerned, itself included, and returns its typed answer.
 //!
 //! The bucket catalog: the worker of `CATALOG_SHARD` owns the authoritative
 //! copy and is the only one that changes it; a change is made durable first
@@ -20,15 +25,25 @@ use std::sync::Arc;
 
 use super::mesh::{BucketChange, BucketDeleteCheck, Mesh, Reply, Request};
 use super::metrics::CoreMetrics;
+use super::owner::{SourceHead, SourcePiece, SourceRead};
 use super::sharding::CATALOG_SHARD;
+use crate::auth::Owner;
 use crate::auth::{CredentialStore, SigningKeyCache};
 use crate::config::Config;
 use crate::http::response::DateCache;
 use crate::limits;
-use crate::s3::router::RouterConfig;
-use crate::s3::xml::Owner;
 use crate::storage::catalog::{BucketInfo, Catalog, CatalogError};
 use crate::storage::shard::Shard;
+use crate::storage::shard::listing::{ListPage, ListQuery};
+use crate::storage::shard::uploads::{UploadListed, UploadQuery};
+
+pub use super::mesh::MeshClosed;
+
+/// What runs a connection that another core handed to this one: the
+/// server's connection loop, installed at start
+/// ([`Worker::set_connection_handler`]). It gets the socket and the bytes
+/// already read from it, and answers past the connection limit itself.
+pub type ConnectionHandler = Rc<dyn Fn(glommio::net::TcpStream, Vec<u8>)>;
 
 /// What every core gets from the main thread at start.
 pub struct SharedSetup {
@@ -47,8 +62,9 @@ pub struct Worker {
     pub config: Arc<Config>,
     pub credentials: Arc<CredentialStore>,
     pub owner: Owner,
-    pub router: RouterConfig,
     pub mesh: Rc<Mesh>,
+    /// See [`ConnectionHandler`].
+    connection_handler: RefCell<Option<ConnectionHandler>>,
     /// This core's object storage; set once recovered, before any
     /// connection is served.
     shard: RefCell<Option<Rc<Shard>>>,
@@ -84,10 +100,8 @@ impl Worker {
             config: setup.config.clone(),
             credentials: setup.credentials.clone(),
             owner: setup.owner.clone(),
-            router: RouterConfig {
-                domains: setup.config.virtual_host_domains.clone(),
-            },
             mesh,
+            connection_handler: RefCell::new(None),
             shard: RefCell::new(None),
             metrics: RefCell::new(CoreMetrics::default()),
             signing_keys: RefCell::new(SigningKeyCache::default()),
@@ -112,6 +126,23 @@ impl Worker {
     #[must_use]
     pub fn shard_id(&self) -> usize {
         self.mesh.shard_id()
+    }
+
+    /// How many shards (cores) there are.
+    #[must_use]
+    pub fn shard_count(&self) -> usize {
+        self.mesh.shard_count()
+    }
+
+    /// The shard that owns `key` of `bucket`.
+    #[must_use]
+    pub fn owner_of(&self, bucket: &str, key: &str) -> usize {
+        super::sharding::shard_for(bucket, key, self.shard_count())
+    }
+
+    /// Install what runs the connections other cores hand to this one.
+    pub fn set_connection_handler(&self, handler: ConnectionHandler) {
+        *self.connection_handler.borrow_mut() = Some(handler);
     }
 
     pub fn set_shard(&self, shard: Rc<Shard>) {
@@ -216,13 +247,185 @@ impl Worker {
         self.stopping.get()
     }
 
+    /// Create a bucket: durable in the catalog, and known on every core,
+    /// once this returns `Created`.
+    pub async fn create_bucket(
+        self: &Rc<Self>,
+        name: &str,
+        region: &str,
+        created_ms: i64,
+    ) -> BucketChange {
+        self.change_bucket(Request::CreateBucket {
+            name: name.to_owned(),
+            region: region.to_owned(),
+            created_ms,
+        })
+        .await
+    }
+
+    /// Delete a bucket if it is empty and no write into it is in progress.
+    pub async fn delete_bucket(self: &Rc<Self>, name: &str) -> BucketChange {
+        self.change_bucket(Request::DeleteBucket {
+            name: name.to_owned(),
+        })
+        .await
+    }
+
     /// Ask the catalog shard to apply a bucket change.
-    pub async fn change_bucket(self: &Rc<Self>, request: Request) -> BucketChange {
+    async fn change_bucket(self: &Rc<Self>, request: Request) -> BucketChange {
         match self.mesh.call(self, CATALOG_SHARD, request).await {
             Ok(Reply::Bucket(change)) => change,
             Ok(other) => unreachable!("bucket change answered with {other:?}"),
             Err(_) => BucketChange::Failed,
         }
+    }
+
+    /// Shard `core`'s next entries of a listing.
+    pub async fn list_page(
+        self: &Rc<Self>,
+        core: usize,
+        query: ListQuery,
+    ) -> Result<ListPage, MeshClosed> {
+        match self
+            .mesh
+            .call(self, core, Request::ListPage(Box::new(query)))
+            .await?
+        {
+            Reply::ListPage(page) => Ok(page),
+            other => unreachable!("ListPage answered {other:?}"),
+        }
+    }
+
+    /// Every shard's first entries of a listing, in shard order (asked at
+    /// once).
+    pub async fn list_pages(
+        self: &Rc<Self>,
+        query: &ListQuery,
+    ) -> Vec<Result<ListPage, MeshClosed>> {
+        self.mesh
+            .call_all(self, || Request::ListPage(Box::new(query.clone())))
+            .await
+            .into_iter()
+            .map(|reply| match reply? {
+                Reply::ListPage(page) => Ok(page),
+                other => unreachable!("ListPage answered {other:?}"),
+            })
+            .collect()
+    }
+
+    /// The uploads of a `ListMultipartUploads` page, from every shard.
+    pub async fn list_uploads(
+        self: &Rc<Self>,
+        query: &UploadQuery,
+    ) -> Result<Vec<UploadListed>, MeshClosed> {
+        let mut all = Vec::new();
+        for reply in self
+            .mesh
+            .call_all(self, || Request::ListUploads(Box::new(query.clone())))
+            .await
+        {
+            match reply? {
+                Reply::Uploads(entries) => all.extend(entries),
+                other => unreachable!("ListUploads answered {other:?}"),
+            }
+        }
+        Ok(all)
+    }
+
+    /// Delete `keys` of `bucket` on shard `core`, which owns them; one
+    /// result per key, in order.
+    pub async fn delete_keys(
+        self: &Rc<Self>,
+        core: usize,
+        bucket: &str,
+        keys: Vec<String>,
+        deleted_ms: i64,
+    ) -> Result<Vec<Result<(), String>>, MeshClosed> {
+        let request = Request::DeleteKeys {
+            bucket: bucket.to_owned(),
+            keys,
+            deleted_ms,
+        };
+        match self.mesh.call(self, core, request).await? {
+            Reply::Deleted(results) => Ok(results),
+            other => unreachable!("DeleteKeys answered {other:?}"),
+        }
+    }
+
+    /// The live version of a copy source, from shard `core` that owns it.
+    pub async fn source_head(
+        self: &Rc<Self>,
+        core: usize,
+        bucket: &str,
+        key: &str,
+    ) -> Result<SourceHead, MeshClosed> {
+        let request = Request::SourceHead {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        };
+        match self.mesh.call(self, core, request).await? {
+            Reply::SourceHead(found) => Ok(found),
+            other => unreachable!("SourceHead answered {other:?}"),
+        }
+    }
+
+    /// A piece of a copy source, from shard `core` that owns it.
+    pub async fn source_read(
+        self: &Rc<Self>,
+        core: usize,
+        piece: SourcePiece,
+    ) -> Result<SourceRead, MeshClosed> {
+        match self
+            .mesh
+            .call(self, core, Request::SourceRead(Box::new(piece)))
+            .await?
+        {
+            Reply::SourceRead(read) => Ok(read),
+            other => unreachable!("SourceRead answered {other:?}"),
+        }
+    }
+
+    /// Move a connection to shard `core`: its socket (a duplicate) and the
+    /// bytes already read from it. `false` if that core is stopping.
+    pub async fn hand_off_connection(
+        self: &Rc<Self>,
+        core: usize,
+        fd: std::os::fd::OwnedFd,
+        buffered: Vec<u8>,
+    ) -> bool {
+        self.mesh
+            .call(self, core, Request::AdoptConnection { fd, buffered })
+            .await
+            .is_ok()
+    }
+
+    /// Every core's counters.
+    pub async fn metrics_everywhere(
+        self: &Rc<Self>,
+    ) -> Vec<Result<super::metrics::MetricsSnapshot, MeshClosed>> {
+        self.mesh
+            .call_all(self, || Request::Metrics)
+            .await
+            .into_iter()
+            .map(|reply| match reply? {
+                Reply::Metrics(snapshot) => Ok(*snapshot),
+                other => unreachable!("Metrics answered {other:?}"),
+            })
+            .collect()
+    }
+
+    /// Every core's health: why its storage takes no writes, if it does
+    /// not (`Ok(None)` when it is healthy).
+    pub async fn health_everywhere(self: &Rc<Self>) -> Vec<Result<Option<String>, MeshClosed>> {
+        self.mesh
+            .call_all(self, || Request::Ping)
+            .await
+            .into_iter()
+            .map(|reply| match reply? {
+                Reply::Health(failure) => Ok(failure),
+                other => unreachable!("Ping answered {other:?}"),
+            })
+            .collect()
     }
 
     async fn apply_bucket_change(self: &Rc<Self>, request: Request) -> BucketChange {
@@ -412,30 +615,14 @@ impl super::mesh::Handler for Worker {
                     keys,
                     deleted_ms,
                 } => Reply::Deleted(
-                    crate::s3::delete::delete_keys(self.shard(), bucket, keys, deleted_ms).await,
+                    super::owner::delete_keys(self.shard(), bucket, keys, deleted_ms).await,
                 ),
-                Request::SourceHead { bucket, key } => Reply::SourceHead(
-                    crate::s3::copy::source_head(&self.shard(), &bucket, &key).await,
-                ),
-                Request::SourceRead {
-                    bucket,
-                    key,
-                    location,
-                    extent,
-                    from,
-                    len,
-                } => Reply::SourceRead(
-                    crate::s3::copy::source_read(
-                        &self.shard(),
-                        &bucket,
-                        &key,
-                        location,
-                        extent,
-                        from,
-                        len,
-                    )
-                    .await,
-                ),
+                Request::SourceHead { bucket, key } => {
+                    Reply::SourceHead(super::owner::source_head(&self.shard(), &bucket, &key).await)
+                }
+                Request::SourceRead(piece) => {
+                    Reply::SourceRead(super::owner::source_read(&self.shard(), &piece).await)
+                }
                 Request::ListUploads(query) => Reply::Uploads(self.shard().list_uploads(&query)),
                 Request::AdoptConnection { fd, buffered } => {
                     let stream = {
@@ -445,22 +632,12 @@ impl super::mesh::Handler for Worker {
                         // ownership moves into the stream.
                         unsafe { glommio::net::TcpStream::from_raw_fd(fd.into_raw_fd()) }
                     };
-                    // A handed-off connection counts against this core's
-                    // limit like one it accepted: otherwise heads naming
-                    // keys of one core could pile connections on it
-                    // without bound.
-                    if self.try_open_connection() {
-                        let worker = self.clone();
-                        glommio::spawn_local(async move {
-                            let io = crate::http::io::ConnIo::with_buffered(stream, &buffered);
-                            crate::http::conn::serve(worker.clone(), io).await;
-                            worker.close_connection();
-                        })
-                        .detach();
-                    } else {
-                        glommio::spawn_local(super::listener::refuse(self.clone(), stream))
-                            .detach();
-                    }
+                    let handler = self
+                        .connection_handler
+                        .borrow()
+                        .clone()
+                        .expect("the server installs a connection handler at start");
+                    handler(stream, buffered);
                     Reply::Done
                 }
                 request @ (Request::CreateBucket { .. } | Request::DeleteBucket { .. }) => {

@@ -26,10 +26,8 @@ use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
 use super::metrics::MetricsSnapshot;
-use crate::s3::copy::SourceRead;
+use super::owner::{SourceHead, SourcePiece, SourceRead};
 use crate::storage::catalog::Catalog;
-use crate::storage::location::Location;
-use crate::storage::object::{Extent, ObjectCommit};
 use crate::storage::shard::listing::{ListPage, ListQuery};
 use crate::storage::shard::uploads::{UploadListed, UploadQuery};
 
@@ -71,14 +69,7 @@ pub enum Request {
     SourceHead { bucket: String, key: String },
     /// One piece of a copy source's extent, if its live version's commit
     /// is still at `location`.
-    SourceRead {
-        bucket: String,
-        key: String,
-        location: Location,
-        extent: Extent,
-        from: u32,
-        len: u32,
-    },
+    SourceRead(Box<SourcePiece>),
     /// This core's uploads of a `ListMultipartUploads` page.
     ListUploads(Box<UploadQuery>),
     /// A connection whose next request is for an object this core owns:
@@ -119,10 +110,6 @@ pub enum BucketDeleteCheck {
     InUse,
 }
 
-/// The answer to [`Request::SourceHead`]: `(seq, commit location, commit)`
-/// of the live version, `None` when there is none.
-pub type SourceHeadReply = Result<Option<(u64, Location, Box<ObjectCommit>)>, String>;
-
 /// A core's answer to a [`Request`].
 #[derive(Debug)]
 pub enum Reply {
@@ -137,7 +124,7 @@ pub enum Reply {
     Bucket(BucketChange),
     ListPage(ListPage),
     Uploads(Vec<UploadListed>),
-    SourceHead(SourceHeadReply),
+    SourceHead(SourceHead),
     SourceRead(SourceRead),
     /// One result per key of a `DeleteKeys`, in order.
     Deleted(Vec<Result<(), String>>),
