@@ -645,6 +645,50 @@ fn refused_request_whose_client_sends_the_whole_body_first_gets_its_answer() {
     }
 }
 
+/// Goal: `100 Continue` is sent only once the handler reads the body, so a
+/// request its handler refuses first gets the final answer without it and
+/// the client never sends a body that would be thrown away.
+///
+/// Regression: `100 Continue` went out for every authenticated request,
+/// before the handler's own checks: a PUT into a missing bucket, or onto a
+/// full disk, made the AWS CLI (which asks for 100-continue above 1 MB)
+/// upload the whole body only to be refused (found by `tests/full_disk.rs`).
+///
+/// Method: the head of a 1 MiB PUT with `Expect: 100-continue` into a
+/// missing bucket gets `404 NoSuchBucket` first; the same PUT into an
+/// existing bucket gets `100 Continue`, then, with the body, `200`.
+#[test]
+fn expect_continue_waits_for_the_handler_which_may_refuse_first() {
+    let server = Server::start();
+    let body = vec![b'y'; 1024 * 1024];
+    let put = |path: &str| {
+        server
+            .request("PUT", path)
+            .header("Expect", "100-continue")
+            .content_length(body.len())
+            .content_sha256(common::UNSIGNED_PAYLOAD)
+    };
+    let mut conn = server.connect();
+    conn.send(&server.sign(&put("/no-such-bucket/object")));
+    let response = conn.response();
+    assert_ne!(
+        response.status, 100,
+        "100 Continue sent before the handler refused the request"
+    );
+    response.assert_s3_error(404, "NoSuchBucket");
+    assert!(response.closes(), "{:?}", response.headers);
+
+    let created = server.send_signed(&server.request("PUT", "/continue-put"));
+    assert_eq!(created.status, 200, "{}", created.text());
+    let mut conn = server.connect();
+    conn.send(&server.sign(&put("/continue-put/object")));
+    let interim = conn.response();
+    assert_eq!(interim.status, 100, "{interim:?}");
+    conn.send(&body);
+    let done = conn.response();
+    assert_eq!(done.status, 200, "{}", done.text());
+}
+
 /// Goal: after a refused `Expect: 100-continue` request whose body was
 /// never sent, a connection the server keeps open serves the next request.
 #[test]

@@ -10,10 +10,12 @@
 //! 2. Parse it (`request::parse_head`, with the head-size, header-count and
 //!    URI limits) and its body framing.
 //! 3. Route it to one operation (`s3::router`).
-//! 4. Authenticate it (`auth::authenticate`). Only now is
-//!    `100 Continue` sent to a client that asked for it: a client whose
-//!    request is refused never sends its body (S3-SCOPE.md).
-//! 5. Run the handler with a [`BodyReader`] over the body.
+//! 4. Authenticate it (`auth::authenticate`).
+//! 5. Run the handler with a [`BodyReader`] over the body. `100 Continue`
+//!    goes to a client that asked for it only when the handler first reads
+//!    the body, after its own checks (the bucket exists, the disk has
+//!    room): a client whose request is refused never sends its body
+//!    (S3-SCOPE.md). An empty body gets it at once (see `run_request`).
 //! 6. Write the response head and a small body in one write (so the client
 //!    never waits for a delayed ACK between them; `TCP_NODELAY` is set at
 //!    accept).
@@ -350,12 +352,14 @@ async fn run_request_reading(
     };
     let decoded_len =
         decoded_content_length(&head.headers).map_err(|error| (error, resource.clone()))?;
-    // Also for an empty body: botocore before 1.43.77 (the AWS CLI v1 and
-    // v2 of 2025) asks for 100-continue on empty PUTs and, answered
-    // without it, reuses a stale status line on the connection's next
-    // request and waits out the read timeout (boto/botocore#3755). RFC
-    // 9110 allows a 100 whatever the body.
-    if head.expects_continue() {
+    // A body is asked for when the handler first reads it (BodyReader),
+    // after its own checks. An empty one at once: botocore before 1.43.77
+    // (the AWS CLI v1 and v2 of 2025) asks for 100-continue on empty PUTs
+    // and, answered without it, reuses a stale status line on the
+    // connection's next request and waits out the read timeout
+    // (boto/botocore#3755). RFC 9110 allows a 100 whatever the body.
+    let has_body = !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
+    if head.expects_continue() && !has_body {
         io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .await
             .map_err(|error| (S3Error::internal(error), resource.clone()))?;
@@ -367,6 +371,9 @@ async fn run_request_reading(
         decoded_len,
         worker.config.body_read_timeout_ms,
     );
+    if head.expects_continue() && has_body {
+        body.send_continue_on_first_read();
+    }
     let request = S3Request {
         head,
         route: &route,
