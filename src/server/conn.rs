@@ -10,10 +10,12 @@
 //! 2. Parse it (`request::parse_head`, with the head-size, header-count and
 //!    URI limits) and its body framing.
 //! 3. Route it to one operation (`s3::router`).
-//! 4. Authenticate it (`auth::authenticate`). Only now is
-//!    `100 Continue` sent to a client that asked for it: a client whose
-//!    request is refused never sends its body (S3-SCOPE.md).
-//! 5. Run the handler with a [`BodyReader`] over the body.
+//! 4. Authenticate it (`auth::authenticate`).
+//! 5. Run the handler with a [`BodyReader`] over the body. `100 Continue`
+//!    goes to a client that asked for it only when the handler first reads
+//!    the body, after its own checks (the bucket exists, the disk has
+//!    room): a client whose request is refused never sends its body
+//!    (S3-SCOPE.md). An empty body gets it at once (see `run_request`).
 //! 6. Write the response head and a small body in one write (so the client
 //!    never waits for a delayed ACK between them; `TCP_NODELAY` is set at
 //!    accept).
@@ -21,7 +23,13 @@
 //! If a request ends before its body was read (an error, or a handler that
 //! did not need it), a small rest of the body is read and discarded so that
 //! the connection can be kept alive; otherwise the connection is closed
-//! after the response, with `Connection: close`.
+//! after the response, with `Connection: close`, in stages (RFC 9112
+//! §9.6): the sending side is shut down, and what the client still sends
+//! is read and thrown away for a bounded time before the socket is closed.
+//! Closing it at once, with unread input, makes the kernel send a reset
+//! that can reach the client before it has read the response: a client
+//! still writing its body (the AWS SDKs do not wait for `100 Continue`)
+//! then sees "broken pipe" instead of the S3 error.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
@@ -40,6 +48,18 @@ use crate::s3::{self, S3Request};
 /// At most this much of an unread request body is read and thrown away to
 /// keep a connection alive; past it, closing is cheaper for both sides.
 const DRAIN_BYTES_MAX: u64 = 256 * 1024;
+
+/// Longest a connection closed with an unread request body goes on reading
+/// and discarding it (see the module doc). 2 s lets a client on a fast
+/// link finish a body of tens of MiB and read the answer, and keeps a
+/// shutdown's drain short; a slower or larger upload gets the reset after
+/// all.
+const LINGER_MS: u64 = 2_000;
+
+/// At most this much of an unread request body is discarded while
+/// lingering: the largest part of a multipart upload that clients commonly
+/// send (the AWS CLI's default is 8 MiB), several times over.
+const LINGER_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
 /// How often an idle connection checks whether the server is stopping.
 const IDLE_STOP_CHECK: Duration = Duration::from_millis(100);
@@ -94,12 +114,26 @@ pub async fn serve(context: Rc<Context>, mut io: ConnIo) {
             return;
         }
         io.consume(head_len);
-        let keep_alive = handle(&worker, router, &mut io, &head).await;
-        if !keep_alive || worker.is_stopping() {
-            break;
+        match handle(&context, &mut io, &head).await {
+            After::KeepAlive if !worker.is_stopping() => {}
+            After::KeepAlive | After::Close => break,
+            After::CloseUnread => {
+                io.close_lingering(deadline_in(LINGER_MS), LINGER_BYTES_MAX)
+                    .await;
+                return;
+            }
         }
     }
     io.close().await;
+}
+
+/// What becomes of the connection after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    KeepAlive,
+    Close,
+    /// Close, while the client may still be sending the request's body.
+    CloseUnread,
 }
 
 enum HeadOutcome {
@@ -189,13 +223,9 @@ fn owner_elsewhere(worker: &Worker, router: &RouterConfig, head: &RequestHead) -
     (owner != worker.shard_id()).then_some(owner)
 }
 
-/// Run one request to its end; returns whether the connection stays open.
-async fn handle(
-    worker: &Rc<Worker>,
-    router: &RouterConfig,
-    io: &mut ConnIo,
-    head: &RequestHead,
-) -> bool {
+/// Run one request to its end; returns what becomes of the connection.
+async fn handle(context: &Context, io: &mut ConnIo, head: &RequestHead) -> After {
+    let worker = &context.worker;
     let started = Instant::now();
     let request_id = worker.next_request_id();
     let is_head = head.method == http::Method::HEAD;
@@ -209,24 +239,16 @@ async fn handle(
             let status = error.code.status();
             let _ = write_error(worker, io, &request_id, &error, is_head, false).await;
             record(worker, io, operation, status, started);
-            return false;
+            return After::Close;
         }
     };
     let has_body = !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
 
-    let outcome = run_request(
-        worker,
-        router,
-        io,
-        head,
-        framing,
-        &request_id,
-        &mut operation,
-    )
-    .await;
+    let (outcome, body_done) =
+        run_request(context, io, head, framing, &request_id, &mut operation).await;
 
     match outcome {
-        Ok((response, body_done)) => {
+        Ok(response) => {
             keep_alive &= body_done;
             let status = response.status;
             if write_response(worker, io, &request_id, response, is_head, keep_alive)
@@ -241,8 +263,8 @@ async fn handle(
             if error.resource.is_empty() {
                 error.resource = resource;
             }
-            // The body was not read to its end, so the next bytes on the
-            // connection may be body, not a request head. Even a client
+            // The body may not have been read to its end, so the next bytes
+            // on the connection may be body, not a request head. Even a client
             // that asked for 100-continue and did not get it may send the
             // body after its own wait (curl does after one second), so the
             // connection is closed.
@@ -267,21 +289,51 @@ async fn handle(
             record(worker, io, operation, status, started);
         }
     }
-    keep_alive
+    if keep_alive {
+        After::KeepAlive
+    } else if has_body && !body_done {
+        After::CloseUnread
+    } else {
+        After::Close
+    }
 }
 
 /// Steps 3 to 5 of the module doc: route, authenticate, run the handler.
-/// Returns the response and whether the body was read to its end, or the
-/// error with the resource it concerns.
+/// Returns the response, or the error with the resource it concerns, and
+/// whether the body was read to its end.
 async fn run_request(
-    worker: &Rc<Worker>,
-    router: &RouterConfig,
+    context: &Context,
     io: &mut ConnIo,
     head: &RequestHead,
     framing: BodyFraming,
     request_id: &str,
     operation: &mut &'static str,
-) -> Result<(s3::Response, bool), (S3Error, String)> {
+) -> (Result<s3::Response, (S3Error, String)>, bool) {
+    let mut body_done = false;
+    let result = run_request_reading(
+        context,
+        io,
+        head,
+        framing,
+        request_id,
+        operation,
+        &mut body_done,
+    )
+    .await;
+    (result, body_done)
+}
+
+/// [`run_request`], which sets `body_done` once the handler is through.
+async fn run_request_reading(
+    context: &Context,
+    io: &mut ConnIo,
+    head: &RequestHead,
+    framing: BodyFraming,
+    request_id: &str,
+    operation: &mut &'static str,
+    body_done: &mut bool,
+) -> Result<s3::Response, (S3Error, String)> {
+    let (worker, router) = (&context.worker, &context.router);
     let route = route(router, head).map_err(|error| (S3Error::from(error), String::new()))?;
     *operation = route.endpoint.name();
     let resource = resource_of(&route);
@@ -316,12 +368,14 @@ async fn run_request(
     };
     let decoded_len =
         decoded_content_length(&head.headers).map_err(|error| (error, resource.clone()))?;
-    // Also for an empty body: botocore before 1.43.77 (the AWS CLI v1 and
-    // v2 of 2025) asks for 100-continue on empty PUTs and, answered
-    // without it, reuses a stale status line on the connection's next
-    // request and waits out the read timeout (boto/botocore#3755). RFC
-    // 9110 allows a 100 whatever the body.
-    if head.expects_continue() {
+    // A body is asked for when the handler first reads it (BodyReader),
+    // after its own checks. An empty one at once: botocore before 1.43.77
+    // (the AWS CLI v1 and v2 of 2025) asks for 100-continue on empty PUTs
+    // and, answered without it, reuses a stale status line on the
+    // connection's next request and waits out the read timeout
+    // (boto/botocore#3755). RFC 9110 allows a 100 whatever the body.
+    let has_body = !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
+    if head.expects_continue() && !has_body {
         io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .await
             .map_err(|error| (S3Error::internal(error), resource.clone()))?;
@@ -333,6 +387,9 @@ async fn run_request(
         decoded_len,
         worker.config.body_read_timeout_ms,
     );
+    if head.expects_continue() && has_body {
+        body.send_continue_on_first_read();
+    }
     let request = S3Request {
         head,
         route: &route,
@@ -340,10 +397,8 @@ async fn run_request(
         access_key_id: &authenticated.access_key_id,
     };
     let result = s3::dispatch(worker, &request, &mut body).await;
-    let body_done = body.is_finished() || body.drain(DRAIN_BYTES_MAX).await;
-    result
-        .map(|response| (response, body_done))
-        .map_err(|error| (error, resource))
+    *body_done = body.is_finished() || body.drain(DRAIN_BYTES_MAX).await;
+    result.map_err(|error| (error, resource))
 }
 
 fn resource_of(route: &crate::s3::router::Route) -> String {
