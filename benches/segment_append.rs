@@ -34,7 +34,7 @@ use ringstore::storage::fs::DmaSegmentFile;
 use ringstore::storage::location::SegmentId;
 use ringstore::storage::record::Kind;
 use ringstore::storage::segment::{
-    self, DmaSegmentDir, SegmentDir, SegmentFile, SegmentWriter, WriterOptions,
+    self, DmaSegmentDir, SegmentDir, SegmentFile, SegmentWriter, Space, WriterOptions,
 };
 
 const CONCURRENT_TASKS: u64 = 64;
@@ -74,6 +74,10 @@ impl SegmentFile for CountingFile {
         SegmentFile::truncate(&self.inner, len).await
     }
 
+    async fn allocate(&self, len: u64) -> io::Result<()> {
+        SegmentFile::allocate(&self.inner, len).await
+    }
+
     async fn file_len(&self) -> io::Result<u64> {
         SegmentFile::file_len(&self.inner).await
     }
@@ -89,9 +93,9 @@ struct CountingDir {
 impl SegmentDir for CountingDir {
     type File = CountingFile;
 
-    async fn create(&self, segment: SegmentId) -> io::Result<CountingFile> {
+    async fn create(&self, segment: SegmentId, allocate: u64) -> io::Result<CountingFile> {
         Ok(CountingFile {
-            inner: self.inner.create(segment).await?,
+            inner: self.inner.create(segment, allocate).await?,
             syncs: Rc::clone(&self.syncs),
         })
     }
@@ -101,6 +105,10 @@ impl SegmentDir for CountingDir {
             inner: self.inner.open(segment).await?,
             syncs: Rc::clone(&self.syncs),
         })
+    }
+
+    fn free_bytes(&self) -> io::Result<Option<u64>> {
+        self.inner.free_bytes()
     }
 }
 
@@ -160,10 +168,13 @@ fn run_sample(payload_len: usize, task_count: u64, rounds: u64, load: Load) -> S
                         glommio::spawn_local(async move {
                             for _ in 0..rounds_per_task {
                                 let location = writer
-                                    .append(Kind::Data, &payload)
+                                    .append(Kind::Data, &payload, Space::Data)
                                     .await
                                     .expect("append a record");
-                                writer.sync(location).await.expect("sync a record");
+                                writer
+                                    .sync(location, writer.epoch())
+                                    .await
+                                    .expect("sync a record");
                             }
                         })
                     })

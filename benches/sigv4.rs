@@ -47,6 +47,7 @@ fn bench(c: &mut Criterion) {
         path: "/test.txt",
         query: None,
         headers: &headers,
+        virtual_host_bucket: None,
     };
     let mut warm = SigningKeyCache::new();
     authenticate(&view, &store, "us-east-1", now, &mut warm).expect("the AWS example verifies");

@@ -636,7 +636,7 @@ struct ReadOnlyDir {
 impl SegmentDir for ReadOnlyDir {
     type File = DmaSegmentFile;
 
-    async fn create(&self, segment: SegmentId) -> io::Result<DmaSegmentFile> {
+    async fn create(&self, segment: SegmentId, _allocate: u64) -> io::Result<DmaSegmentFile> {
         Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
@@ -648,6 +648,10 @@ impl SegmentDir for ReadOnlyDir {
 
     async fn open(&self, segment: SegmentId) -> io::Result<DmaSegmentFile> {
         DmaSegmentFile::open_read_only(&self.path.join(segment_file_name(segment))).await
+    }
+
+    fn free_bytes(&self) -> io::Result<Option<u64>> {
+        Ok(None)
     }
 }
 
@@ -1576,6 +1580,7 @@ mod tests {
     use super::*;
     use crate::storage::catalog::BucketInfo;
     use crate::storage::object::EXTENT_BYTES_MAX;
+    use crate::storage::segment::Space;
     use crate::storage::shard::{Shard, shard_dir};
 
     use crate::test_support::run as run_on_executor;
@@ -1608,12 +1613,12 @@ mod tests {
         } else {
             let mut extents = Vec::new();
             for piece in data.chunks(EXTENT_BYTES_MAX as usize) {
-                extents.push(shard.append_data(piece).await.unwrap());
+                extents.push(shard.append_data(piece, Space::Data).await.unwrap());
             }
             ObjectBody::Extents(extents)
         };
         let commit = commit(bucket, key, data, body);
-        shard.commit(&commit).await.unwrap();
+        shard.commit(&commit, None).await.unwrap();
         commit
     }
 
@@ -1920,7 +1925,7 @@ mod tests {
                 } else {
                     let mut extents = Vec::new();
                     for piece in bytes.chunks(EXTENT_BYTES_MAX as usize) {
-                        extents.push(shard.append_data(piece).await.unwrap());
+                        extents.push(shard.append_data(piece, Space::Data).await.unwrap());
                     }
                     ObjectBody::Extents(extents)
                 };
@@ -1930,7 +1935,7 @@ mod tests {
                     value: crate::storage::digest::digest(algorithm, &bytes[..stored_over]),
                     composite,
                 }];
-                shard.commit(&commit).await.unwrap();
+                shard.commit(&commit, None).await.unwrap();
             }
         });
         let report = run(temp.path()).unwrap();
@@ -1967,7 +1972,7 @@ mod tests {
                 ("no-segment", extent(9, 0)),
             ] {
                 let commit = commit("bucket-a", key, &bytes, ObjectBody::Extents(vec![extent]));
-                shard.commit(&commit).await.unwrap();
+                shard.commit(&commit, None).await.unwrap();
             }
         });
         let report = run(temp.path()).unwrap();

@@ -92,6 +92,7 @@ pub struct FileConfig {
     pub connections_per_core_max: Option<usize>,
     pub body_bytes_in_flight_per_core_max: Option<u64>,
     pub multipart_uploads_per_core_max: Option<usize>,
+    pub reserved_space_bytes: Option<u64>,
     /// Size bound of one segment file, fixed per process (not per data
     /// directory: segments of any size are read back).
     pub segment_bytes: Option<u64>,
@@ -120,6 +121,11 @@ pub struct Config {
     /// Multipart uploads in progress per core
     /// (`limits::MULTIPART_UPLOADS_PER_CORE_MAX`).
     pub multipart_uploads_per_core_max: usize,
+    /// Free space kept for deletes, compaction and checkpoints: new object
+    /// data is refused before the file system's free space falls under it.
+    /// Default: per core, one segment plus
+    /// `limits::RESERVED_SPACE_EXTRA_PER_CORE_BYTES`.
+    pub reserved_space_bytes: u64,
     pub segment_bytes: u64,
     pub compaction_interval_ms: u64,
     /// How fast each core's scrub reads its objects; 0 turns scrubbing off.
@@ -172,6 +178,10 @@ impl Config {
             .clone()
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT));
+        let cores = args.cores.or(file.cores).unwrap_or(online);
+        let segment_bytes = file
+            .segment_bytes
+            .unwrap_or(crate::storage::segment::SEGMENT_BYTES_MAX);
         let config = Config {
             data_dir: absolute_data_dir(&data_dir)?,
             listen: args
@@ -183,7 +193,7 @@ impl Config {
                     .parse()
                     .expect("default address parses")
             }),
-            cores: args.cores.or(file.cores).unwrap_or(online),
+            cores,
             region: args
                 .region
                 .clone()
@@ -211,9 +221,11 @@ impl Config {
             multipart_uploads_per_core_max: file
                 .multipart_uploads_per_core_max
                 .unwrap_or(limits::MULTIPART_UPLOADS_PER_CORE_MAX),
-            segment_bytes: file
-                .segment_bytes
-                .unwrap_or(crate::storage::segment::SEGMENT_BYTES_MAX),
+            segment_bytes,
+            reserved_space_bytes: file.reserved_space_bytes.unwrap_or_else(|| {
+                (cores as u64)
+                    .saturating_mul(segment_bytes + limits::RESERVED_SPACE_EXTRA_PER_CORE_BYTES)
+            }),
             compaction_interval_ms: file
                 .compaction_interval_ms
                 .unwrap_or(limits::COMPACTION_INTERVAL_MS_DEFAULT),

@@ -7,14 +7,16 @@
 //! by a golden-string test.
 //!
 //! Lower layers have their own small error enums (`http::ParseError`,
-//! `auth::AuthError`, ...); the `From` conversions into `S3Error` live at the
-//! bottom of this file so that the mapping of internal failures to S3 codes
-//! can be read in one place. A failure the client cannot act on becomes
-//! `InternalError`; its cause is logged by the server, never sent.
+//! `auth::AuthError`, ...), each naming the S3 code it stands for; their
+//! `From` conversions into `S3Error` sit next to them (this module is the
+//! ground floor and imports none of them), and the storage engine's are in
+//! `s3`, which decides what a storage failure means to a client. A failure
+//! the client cannot act on becomes `InternalError`; its cause is logged by
+//! the server, never sent.
 //!
 //! Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html>
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use http::StatusCode;
 
@@ -64,9 +66,68 @@ pub enum S3ErrorCode {
     TooManyBuckets,
     UriTooLong,
     XAmzContentSHA256Mismatch,
+    /// Not an AWS code: `MinIO`'s, for a full disk, which S3 tools already
+    /// know (`507 Insufficient Storage`).
+    XMinioStorageFull,
 }
 
 impl S3ErrorCode {
+    /// Every code, for [`Self::from_name`].
+    pub const ALL: [S3ErrorCode; 44] = [
+        Self::AccessDenied,
+        Self::AuthorizationHeaderMalformed,
+        Self::AuthorizationQueryParametersError,
+        Self::BadDigest,
+        Self::BucketAlreadyExists,
+        Self::BucketAlreadyOwnedByYou,
+        Self::BucketNotEmpty,
+        Self::EntityTooLarge,
+        Self::EntityTooSmall,
+        Self::MetadataTooLarge,
+        Self::IncompleteBody,
+        Self::InternalError,
+        Self::InvalidAccessKeyId,
+        Self::InvalidArgument,
+        Self::InvalidBucketName,
+        Self::InvalidDigest,
+        Self::InvalidLocationConstraint,
+        Self::InvalidPart,
+        Self::InvalidPartOrder,
+        Self::InvalidPartNumber,
+        Self::InvalidRange,
+        Self::InvalidRequest,
+        Self::InvalidURI,
+        Self::KeyTooLongError,
+        Self::MalformedXML,
+        Self::MethodNotAllowed,
+        Self::MissingContentLength,
+        Self::NoSuchBucket,
+        Self::NoSuchKey,
+        Self::NoSuchUpload,
+        Self::NoSuchVersion,
+        Self::NotImplemented,
+        Self::OperationAborted,
+        Self::PreconditionFailed,
+        Self::RequestHeaderSectionTooLarge,
+        Self::RequestTimeTooSkewed,
+        Self::RequestTimeout,
+        Self::ServiceUnavailable,
+        Self::SignatureDoesNotMatch,
+        Self::SlowDown,
+        Self::TooManyBuckets,
+        Self::UriTooLong,
+        Self::XAmzContentSHA256Mismatch,
+        Self::XMinioStorageFull,
+    ];
+
+    /// The code `name` spells ([`Self::as_str`]), if there is one. Lower
+    /// layers name their S3 code as a string so that they stay free of this
+    /// crate's types (they are built and tested on their own).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<S3ErrorCode> {
+        Self::ALL.into_iter().find(|code| code.as_str() == name)
+    }
+
     /// The `<Code>` element, exactly as AWS spells it.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -114,6 +175,7 @@ impl S3ErrorCode {
             Self::TooManyBuckets => "TooManyBuckets",
             Self::UriTooLong => "UriTooLong",
             Self::XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
+            Self::XMinioStorageFull => "XMinioStorageFull",
         }
     }
 
@@ -161,6 +223,7 @@ impl S3ErrorCode {
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             Self::ServiceUnavailable | Self::SlowDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::XMinioStorageFull => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 }
@@ -202,6 +265,18 @@ impl S3Error {
         }
     }
 
+    /// An error a lower layer names by its code (see
+    /// [`S3ErrorCode::from_name`]). A name this crate does not know is
+    /// `InvalidRequest`, S3's generic 400; each layer's tests check that
+    /// its names are known.
+    #[must_use]
+    pub fn named(code: &str, message: impl Into<String>) -> Self {
+        Self::new(
+            S3ErrorCode::from_name(code).unwrap_or(S3ErrorCode::InvalidRequest),
+            message,
+        )
+    }
+
     /// An `InternalError` whose cause is kept for the log.
     #[must_use]
     pub fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
@@ -232,24 +307,54 @@ impl S3Error {
         out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>");
         out.push_str(self.code.as_str());
         out.push_str("</Code><Message>");
-        crate::s3::xml::escape_into(&mut out, &self.message);
+        escape_into(&mut out, &self.message);
         out.push_str("</Message>");
         for (element, text) in &self.extra {
             out.push('<');
             out.push_str(element);
             out.push('>');
-            crate::s3::xml::escape_into(&mut out, text);
+            escape_into(&mut out, text);
             out.push_str("</");
             out.push_str(element);
             out.push('>');
         }
         out.push_str("<Resource>");
-        crate::s3::xml::escape_into(&mut out, &self.resource);
+        escape_into(&mut out, &self.resource);
         out.push_str("</Resource><RequestId>");
-        crate::s3::xml::escape_into(&mut out, request_id);
+        escape_into(&mut out, request_id);
         out.push_str("</RequestId></Error>");
         out
     }
+}
+
+/// Append `text` to `out`, escaped for XML element content and attribute
+/// values. Carriage returns and control characters are written as numeric
+/// character references so that a parser gives back exactly the same key
+/// (a literal CR would be normalized away by any XML parser).
+pub fn escape_into(out: &mut String, text: &str) {
+    let mut last = 0;
+    for (index, byte) in text.bytes().enumerate() {
+        let replacement = match byte {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&apos;",
+            b'\r' => "&#13;",
+            b'\t' | b'\n' => continue,
+            0..=0x1f => {
+                out.push_str(&text[last..index]);
+                let _ = write!(out, "&#{byte};");
+                last = index + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.push_str(&text[last..index]);
+        out.push_str(replacement);
+        last = index + 1;
+    }
+    out.push_str(&text[last..]);
 }
 
 impl fmt::Display for S3Error {
@@ -276,71 +381,6 @@ macro_rules! s3_error {
 // Conversions from the per-layer error enums. Keep them all here.
 // ---------------------------------------------------------------------------
 
-impl From<crate::auth::AuthError> for S3Error {
-    fn from(error: crate::auth::AuthError) -> Self {
-        let code = match error.code() {
-            "AccessDenied" => S3ErrorCode::AccessDenied,
-            "InvalidAccessKeyId" => S3ErrorCode::InvalidAccessKeyId,
-            "SignatureDoesNotMatch" => S3ErrorCode::SignatureDoesNotMatch,
-            "AuthorizationHeaderMalformed" => S3ErrorCode::AuthorizationHeaderMalformed,
-            "AuthorizationQueryParametersError" => S3ErrorCode::AuthorizationQueryParametersError,
-            "RequestTimeTooSkewed" => S3ErrorCode::RequestTimeTooSkewed,
-            "XAmzContentSHA256Mismatch" => S3ErrorCode::XAmzContentSHA256Mismatch,
-            "IncompleteBody" => S3ErrorCode::IncompleteBody,
-            "InvalidArgument" => S3ErrorCode::InvalidArgument,
-            "NotImplemented" => S3ErrorCode::NotImplemented,
-            _ => S3ErrorCode::InvalidRequest,
-        };
-        S3Error::new(code, error.message().to_owned())
-    }
-}
-
-impl From<crate::http::request::ParseError> for S3Error {
-    fn from(error: crate::http::request::ParseError) -> Self {
-        let (code, message) = error.s3_error();
-        S3Error::new(s3_code_from_str(code), message)
-    }
-}
-
-impl From<crate::http::body::BodyError> for S3Error {
-    fn from(error: crate::http::body::BodyError) -> Self {
-        let (code, message) = error.s3_error();
-        S3Error::new(s3_code_from_str(code), message)
-    }
-}
-
-impl From<crate::s3::router::RouteError> for S3Error {
-    fn from(error: crate::s3::router::RouteError) -> Self {
-        S3Error::new(s3_code_from_str(error.code()), error.message().to_owned())
-    }
-}
-
-/// Lower layers name their S3 code as a string so that they stay free of
-/// this crate's types (they are built and tested on their own); map it back.
-/// An unknown name is a programming error caught by the test below.
-fn s3_code_from_str(code: &str) -> S3ErrorCode {
-    match code {
-        "AccessDenied" => S3ErrorCode::AccessDenied,
-        "BadDigest" => S3ErrorCode::BadDigest,
-        "EntityTooLarge" => S3ErrorCode::EntityTooLarge,
-        "IncompleteBody" => S3ErrorCode::IncompleteBody,
-        "InvalidArgument" => S3ErrorCode::InvalidArgument,
-        "InvalidBucketName" => S3ErrorCode::InvalidBucketName,
-        "InvalidURI" => S3ErrorCode::InvalidURI,
-        "KeyTooLongError" => S3ErrorCode::KeyTooLongError,
-        "MalformedXML" => S3ErrorCode::MalformedXML,
-        "MethodNotAllowed" => S3ErrorCode::MethodNotAllowed,
-        "MissingContentLength" => S3ErrorCode::MissingContentLength,
-        "NotImplemented" => S3ErrorCode::NotImplemented,
-        "RequestHeaderSectionTooLarge" => S3ErrorCode::RequestHeaderSectionTooLarge,
-        "RequestTimeout" => S3ErrorCode::RequestTimeout,
-        "UriTooLong" => S3ErrorCode::UriTooLong,
-        // "InvalidRequest", and any code a lower layer names that this
-        // table does not know: S3's generic 400.
-        _ => S3ErrorCode::InvalidRequest,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +398,18 @@ mod tests {
              <RequestId>0000000000000001</RequestId></Error>"
         );
         assert_eq!(error.code.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn every_code_is_found_by_its_name() {
+        for code in S3ErrorCode::ALL {
+            assert_eq!(S3ErrorCode::from_name(code.as_str()), Some(code));
+        }
+        assert_eq!(S3ErrorCode::from_name("NoSuchThing"), None);
+        assert_eq!(
+            S3Error::named("NoSuchThing", "x").code,
+            S3ErrorCode::InvalidRequest
+        );
     }
 
     #[test]

@@ -1,20 +1,36 @@
 //! ringstore: a single-node, S3-compatible object store for bare-metal Linux.
 //!
+//! # The layers
+//!
+//! Each layer imports only the layers below it (`tests/layers.rs` checks
+//! it; ARCHITECTURE.md walks a PUT and a GET through them):
+//!
+//! ```text
+//! server    runtime, listeners, the connection loop (conn), admin, metrics text
+//! s3        router + one file per operation group, xml
+//! node      what one core owns (worker), the mesh, typed calls, sharding
+//! config    the resolved configuration
+//! http      HTTP/1.1 alone: heads, body framing, body reader, responses
+//! auth      SigV4 / SigV2 over a request view, aws-chunked decoding
+//! storage   segments, index, shard, compaction, catalog, fs
+//! limits, error, crash_point
+//! ```
+//!
 //! # The request path
 //!
 //! ```text
 //! client ──TCP──▶ core N: server::listener (SO_REUSEPORT, one per core)
-//!                   └─ http::conn      read + parse head (http::request)
+//!                   └─ server::conn    read + parse head (http::request)
 //!                       ├─ s3::router  (method, host, path, query) → Endpoint
-//!                       ├─ auth        SigV4: header, presigned, chunked
+//!                       ├─ auth        SigV4/SigV2: header, presigned, chunked
 //!                       ├─ http::body_reader  Content-Length / chunked /
 //!                       │                     aws-chunked, verified
 //!                       └─ s3::dispatch → s3::bucket, put, get, delete
 //!                            ├─ storage::shard  (this core's segments + index)
-//!                            └─ server::mesh ──▶ other cores
-//!                               (bucket changes: the catalog shard, 0)
+//!                            └─ node::worker typed calls ──▶ other cores
+//!                               (node::mesh; bucket changes: the catalog shard, 0)
 //! An object request whose key another core owns is not served here: the
-//! connection itself moves to the owner (http::conn, hand-off).
+//! connection itself moves to the owner (server::conn, hand-off).
 //! ```
 //!
 //! # The on-disk state
@@ -39,6 +55,7 @@ pub mod crash_point;
 pub mod error;
 pub mod http;
 pub mod limits;
+pub mod node;
 pub mod s3;
 pub mod server;
 pub mod storage;

@@ -156,6 +156,13 @@ pub const BODY_BYTES_IN_FLIGHT_PER_CORE_MAX: u64 = 256 * 1024 * 1024;
 /// (an abandoned upload counts until it is aborted).
 pub const MULTIPART_UPLOADS_PER_CORE_MAX: usize = 10_000;
 
+/// Free space kept per core, besides one segment, for what must work on a
+/// full disk: index checkpoints (runs and manifests), upload snapshots and
+/// the catalog. The default reserve is, per core, one segment (for the
+/// tombstones and compaction copies that free space) plus this; new object
+/// data is refused before the file system's free space falls under it.
+pub const RESERVED_SPACE_EXTRA_PER_CORE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Default time between two checks of whether a compaction pass is due
 /// (`storage::shard::compaction`). A check that finds nothing due costs
 /// nothing; a pass walks the index.

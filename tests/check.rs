@@ -10,6 +10,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -382,14 +384,19 @@ async fn after_a_kill_mid_upload_the_check_raises_no_false_alarm() {
     let mut server = ServerOptions::new().cores(1).start();
     let client = server.client();
     create_bucket(&client, "check-crash").await;
+    // Writes acknowledged so far: the check below expects live objects,
+    // so the kill waits for some (a loaded machine may take longer than
+    // the pause to acknowledge the first).
+    let acknowledged = Arc::new(AtomicU64::new(0));
     let uploads: Vec<_> = (0..8_u64)
         .map(|worker| {
             let client = client.clone();
+            let acknowledged = Arc::clone(&acknowledged);
             tokio::spawn(async move {
                 for index in 0..10_000_u64 {
                     let size = [10, 70_000, 300_000, EXTENT_BYTES_MAX + 100][(index % 4) as usize];
                     // Errors once the server is gone are expected.
-                    let _ = client
+                    let put = client
                         .put_object()
                         .bucket("check-crash")
                         .key(format!("worker-{worker}/object-{index}"))
@@ -399,11 +406,18 @@ async fn after_a_kill_mid_upload_the_check_raises_no_false_alarm() {
                         )))
                         .send()
                         .await;
+                    if put.is_ok() {
+                        acknowledged.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.signal(libc::SIGKILL);
     server
         .wait_exit(Duration::from_secs(10))

@@ -2739,6 +2739,20 @@ fn kill_during_multipart_uploads_loses_no_acknowledged_part() {
             })
         };
         std::thread::sleep(Duration::from_millis(rng.between(500, 2000)));
+        if cycle + 1 == cycles {
+            // The assertion at the end needs a completed upload and an open
+            // one with parts; a loaded machine may not have made both in
+            // the pause. Before the last kill, wait for them (with a
+            // deadline; the assertion reports a load that never did).
+            let _ = common::eventually(Duration::from_mins(1), || {
+                let records = records.lock().unwrap();
+                let completed = records.iter().any(|r| r.completed.is_some());
+                let open = records
+                    .iter()
+                    .any(|r| r.completed.is_none() && !r.aborting && !r.parts.is_empty());
+                (completed && open).then_some(())
+            });
+        }
         server.signal(libc::SIGKILL);
         server
             .wait_exit(Duration::from_secs(10))

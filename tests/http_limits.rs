@@ -172,8 +172,12 @@ fn assert_timeout_close(bytes: &[u8]) {
 #[test]
 fn incomplete_head_is_closed_after_the_head_timeout() {
     let server = timeouts_server(500, 60_000);
-    let mut conn = server.connect();
+    // Measured from before the connection exists, so that the server's
+    // clock (which may start at the accept) cannot start before ours: a
+    // test thread that is descheduled after the connect would otherwise
+    // see a close "too early" on a loaded machine.
     let started = Instant::now();
+    let mut conn = server.connect();
     conn.send(format!("GET / HTTP/1.1\r\nHost: {}\r\n", server.addr).as_bytes());
     assert!(
         conn.read_until_closed(Duration::from_millis(300)).is_none(),
@@ -196,9 +200,10 @@ fn incomplete_head_is_closed_after_the_head_timeout() {
 #[test]
 fn trickled_head_is_closed_after_the_head_timeout() {
     let server = timeouts_server(500, 60_000);
+    // From before the connection exists, as above.
+    let started = Instant::now();
     let mut conn = server.connect();
     conn.send(format!("GET / HTTP/1.1\r\nHost: {}\r\nX-Slow: ", server.addr).as_bytes());
-    let started = Instant::now();
     while started.elapsed() < Duration::from_secs(3) {
         if conn.try_send(b"s").is_err() {
             break;
@@ -225,8 +230,9 @@ fn trickled_head_is_closed_after_the_head_timeout() {
 #[test]
 fn silent_connection_is_closed_after_the_head_timeout() {
     let server = timeouts_server(500, 60_000);
-    let mut conn = server.connect();
+    // From before the connection exists, as above.
     let started = Instant::now();
+    let mut conn = server.connect();
     let bytes = conn
         .read_until_closed(Duration::from_secs(3))
         .expect("a silent connection must be closed");
@@ -265,10 +271,13 @@ fn idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
         conn.wait_closed(Duration::from_millis(250)),
         common::Closed::StillOpen
     );
+    // The server's idle clock starts once it has sent the next response,
+    // which may be well before this thread reads it on a loaded machine:
+    // measure from before the request, which is surely earlier.
+    let idle_since = Instant::now();
     conn.send(&server.sign(&server.request("GET", "/")));
     assert_eq!(conn.response().status, 200);
 
-    let idle_since = Instant::now();
     conn.assert_closed(Duration::from_secs(3));
     let idle = idle_since.elapsed();
     assert!(
@@ -603,6 +612,90 @@ fn refused_request_with_body_does_not_desync_the_connection() {
             next.text()
         );
     }
+}
+
+/// Goal: a request refused before its body is read gets its S3 error also
+/// when the client writes the whole body before it reads the answer, as
+/// the AWS SDKs do (they do not ask for `100 Continue`).
+///
+/// Regression: the server answered, then closed the socket with megabytes
+/// of body unread; the kernel answers data for a closed socket with a
+/// reset, and a reset throws away what the client had not read yet, the
+/// answer included. Under load about one refused 4 MiB PUT in ten reached
+/// the SDK as "broken pipe" instead of its error (found by
+/// `tests/full_disk.rs`, where every refusal of a full disk must be a 507).
+/// The server now closes in stages (RFC 9112 §9.6).
+///
+/// Method: a signed 4 MiB PUT into a bucket that does not exist, written
+/// whole (the server refuses it before reading the body), then the answer
+/// is read: `404 NoSuchBucket`, `Connection: close`, then the end of the
+/// stream.
+#[test]
+fn refused_request_whose_client_sends_the_whole_body_first_gets_its_answer() {
+    let server = Server::start();
+    let body = vec![b'x'; 4 * 1024 * 1024];
+    let request = server
+        .request("PUT", "/no-such-bucket/object")
+        .content_sha256(common::UNSIGNED_PAYLOAD)
+        .body(&body);
+    for _ in 0..3 {
+        let mut conn = server.connect();
+        conn.stream()
+            .set_write_timeout(Some(Duration::from_secs(10)))
+            .expect("set the write timeout");
+        let sent = conn.try_send(&server.sign(&request));
+        assert!(sent.is_ok(), "the server stopped taking the body: {sent:?}");
+        let response = conn
+            .try_response(false)
+            .unwrap_or_else(|error| panic!("no answer after the whole body was sent: {error}"));
+        response.assert_s3_error(404, "NoSuchBucket");
+        assert!(response.closes(), "{:?}", response.headers);
+        conn.assert_closed(Duration::from_secs(5));
+    }
+}
+
+/// Goal: `100 Continue` is sent only once the handler reads the body, so a
+/// request its handler refuses first gets the final answer without it and
+/// the client never sends a body that would be thrown away.
+///
+/// Regression: `100 Continue` went out for every authenticated request,
+/// before the handler's own checks: a PUT into a missing bucket, or onto a
+/// full disk, made the AWS CLI (which asks for 100-continue above 1 MB)
+/// upload the whole body only to be refused (found by `tests/full_disk.rs`).
+///
+/// Method: the head of a 1 MiB PUT with `Expect: 100-continue` into a
+/// missing bucket gets `404 NoSuchBucket` first; the same PUT into an
+/// existing bucket gets `100 Continue`, then, with the body, `200`.
+#[test]
+fn expect_continue_waits_for_the_handler_which_may_refuse_first() {
+    let server = Server::start();
+    let body = vec![b'y'; 1024 * 1024];
+    let put = |path: &str| {
+        server
+            .request("PUT", path)
+            .header("Expect", "100-continue")
+            .content_length(body.len())
+            .content_sha256(common::UNSIGNED_PAYLOAD)
+    };
+    let mut conn = server.connect();
+    conn.send(&server.sign(&put("/no-such-bucket/object")));
+    let response = conn.response();
+    assert_ne!(
+        response.status, 100,
+        "100 Continue sent before the handler refused the request"
+    );
+    response.assert_s3_error(404, "NoSuchBucket");
+    assert!(response.closes(), "{:?}", response.headers);
+
+    let created = server.send_signed(&server.request("PUT", "/continue-put"));
+    assert_eq!(created.status, 200, "{}", created.text());
+    let mut conn = server.connect();
+    conn.send(&server.sign(&put("/continue-put/object")));
+    let interim = conn.response();
+    assert_eq!(interim.status, 100, "{interim:?}");
+    conn.send(&body);
+    let done = conn.response();
+    assert_eq!(done.status, 200, "{}", done.text());
 }
 
 /// Goal: after a refused `Expect: 100-continue` request whose body was

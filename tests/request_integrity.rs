@@ -13,7 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::{RawConn, RawRequest, Server, ServerOptions, metric};
-use ringstore::server::sharding::shard_for;
+use ringstore::node::sharding::shard_for;
 
 /// Goal: a presigned URL (or a captured header-signed request) made for
 /// one bucket cannot be aimed at another bucket by an absolute-form
@@ -492,4 +492,82 @@ fn admin_connections_are_bounded() {
         (response.status == 200).then_some(())
     });
     assert!(live.is_some(), "closed connections free their slots");
+}
+
+/// Goal: `DeleteBucket` and a write into the bucket exclude each other, so
+/// that no write is acknowledged into a bucket that no longer exists (it
+/// reappeared with the bucket's name when the bucket was created again, and
+/// `ringstore check` reported damage). Method: a PUT asks for `100
+/// Continue`; once the server has answered it (the PUT is in its handler),
+/// a `DeleteBucket` must be refused with `409 OperationAborted`; the PUT
+/// then completes, its object is there, and the bucket is not empty. Before
+/// the fix the deletion succeeded and the PUT was still acknowledged.
+#[tokio::test]
+async fn delete_bucket_and_a_write_into_it_exclude_each_other() {
+    let server = Server::start();
+    let client = server.client();
+    client
+        .create_bucket()
+        .bucket("doomed")
+        .send()
+        .await
+        .unwrap();
+    let data = common::pattern(7, 3 * 1024 * 1024);
+    let put = server.sign(
+        &server
+            .request("PUT", "/doomed/late")
+            .content_sha256("UNSIGNED-PAYLOAD")
+            .unsigned_header("Expect", "100-continue")
+            .body(&data),
+    );
+    let head_end = put
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .unwrap()
+        + 4;
+    let mut conn = server.connect();
+    conn.send(&put[..head_end]);
+    assert_eq!(conn.response().status, 100);
+
+    let deleted = client.delete_bucket().bucket("doomed").send().await;
+    let failure = common::sdk_failure(&deleted.expect_err("a write is in progress"));
+    assert_eq!(
+        (failure.status, failure.code.as_deref()),
+        (409, Some("OperationAborted"))
+    );
+
+    conn.send(&put[head_end..]);
+    assert_eq!(conn.response().status, 200);
+    client
+        .head_object()
+        .bucket("doomed")
+        .key("late")
+        .send()
+        .await
+        .expect("the acknowledged object is there");
+    let deleted = client.delete_bucket().bucket("doomed").send().await;
+    let failure = common::sdk_failure(&deleted.expect_err("the bucket holds the object"));
+    assert_eq!(failure.code.as_deref(), Some("BucketNotEmpty"));
+    client
+        .delete_object()
+        .bucket("doomed")
+        .key("late")
+        .send()
+        .await
+        .unwrap();
+    client
+        .delete_bucket()
+        .bucket("doomed")
+        .send()
+        .await
+        .unwrap();
+    let put = client
+        .put_object()
+        .bucket("doomed")
+        .key("after")
+        .body(b"x".to_vec().into())
+        .send()
+        .await;
+    let failure = common::sdk_failure(&put.expect_err("the bucket is gone"));
+    assert_eq!(failure.code.as_deref(), Some("NoSuchBucket"));
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use aws_sdk_s3::types::{BucketCannedAcl, BucketLocationConstraint, CreateBucketConfiguration};
 use common::{Server, ServerOptions, create_bucket_configuration, expect_sdk_error, sdk_failure};
 
 async fn bucket_names(client: &aws_sdk_s3::Client) -> Vec<String> {
@@ -666,4 +666,43 @@ async fn list_buckets_pages_and_prefix() {
         .filter_map(|bucket| bucket.name())
         .collect();
     assert_eq!(filtered, ["page-a", "page-b", "page-c", "page-d", "page-e"]);
+}
+
+/// Goal: `CreateBucket` takes `x-amz-acl: bucket-owner-full-control`
+/// wherever it takes `private`: it is the one canned ACL AWS accepts on
+/// buckets with ACLs disabled, and rclone and Hadoop's S3A send it by
+/// configuration. Any other canned ACL is refused, and the refusal names
+/// the header. Regression (issue 12): `bucket-owner-full-control` was
+/// refused with 501.
+#[tokio::test]
+async fn create_bucket_takes_bucket_owner_full_control_and_names_the_header_it_refuses() {
+    let server = Server::start();
+    let client = server.client();
+    for (bucket, acl) in [
+        // Not a bucket ACL in the SDK's model, but what rclone sends on
+        // CreateBucket when its `acl` is set and its `bucket_acl` is not.
+        (
+            "owner-full",
+            BucketCannedAcl::from("bucket-owner-full-control"),
+        ),
+        ("private", BucketCannedAcl::Private),
+    ] {
+        client
+            .create_bucket()
+            .bucket(bucket)
+            .acl(acl.clone())
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("CreateBucket with {acl:?}: {error:?}"));
+        client.head_bucket().bucket(bucket).send().await.unwrap();
+    }
+    for value in ["public-read", "authenticated-read"] {
+        let response = server.send_signed(
+            &server
+                .request("PUT", "/refused-acl")
+                .header("x-amz-acl", value),
+        );
+        common::assert_canned_acl_refused(&response, value);
+        assert_head_bucket_404(&client, "refused-acl").await;
+    }
 }

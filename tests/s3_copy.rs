@@ -22,7 +22,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 use common::{Server, ServerOptions, expect_sdk_error, pattern};
-use ringstore::server::sharding::shard_for;
+use ringstore::node::sharding::shard_for;
 
 const MIB: usize = 1024 * 1024;
 
@@ -635,4 +635,68 @@ fn a_copy_of_a_multipart_object_is_a_single_part_object() {
             assert!(get(&client, "mpcopy", &to).await == whole);
         }
     });
+}
+
+/// Goal: `CopyObject` with `REPLACE` keeps the new Content-Encoding
+/// exactly as sent (`deflate, gzip`), and `CopyObject` takes
+/// `x-amz-acl: bucket-owner-full-control` as it takes `private`, with
+/// either directive; another canned ACL is refused naming the header and
+/// the destination is left as it was. Regression (issue 12) for both.
+#[test]
+fn copy_object_keeps_content_encoding_as_sent_and_takes_bucket_owner_full_control() {
+    use aws_sdk_s3::types::ObjectCannedAcl;
+    let server = Server::start();
+    let client = server.client();
+    common::block_on(async {
+        client
+            .create_bucket()
+            .bucket("codings")
+            .send()
+            .await
+            .unwrap();
+        put(&client, "codings", "source", b"source bytes").await;
+        client
+            .copy_object()
+            .bucket("codings")
+            .key("replaced")
+            .copy_source(source("codings", "source"))
+            .metadata_directive(MetadataDirective::Replace)
+            .content_encoding("deflate, gzip")
+            .acl(ObjectCannedAcl::BucketOwnerFullControl)
+            .send()
+            .await
+            .expect("CopyObject REPLACE with bucket-owner-full-control");
+        client
+            .copy_object()
+            .bucket("codings")
+            .key("copied")
+            .copy_source(source("codings", "source"))
+            .acl(ObjectCannedAcl::BucketOwnerFullControl)
+            .send()
+            .await
+            .expect("CopyObject COPY with bucket-owner-full-control");
+        assert_eq!(get(&client, "codings", "copied").await, b"source bytes");
+    });
+    for method in ["GET", "HEAD"] {
+        let raw = server.send_signed(&server.request(method, "/codings/replaced"));
+        assert_eq!(raw.status, 200, "{method}");
+        assert_eq!(
+            raw.header("content-encoding"),
+            Some("deflate, gzip"),
+            "{method}"
+        );
+    }
+    let response = server.send_signed(
+        &server
+            .request("PUT", "/codings/copied")
+            .header("x-amz-copy-source", "/codings/replaced")
+            .header("x-amz-acl", "public-read"),
+    );
+    common::assert_canned_acl_refused(&response, "public-read");
+    let raw = server.send_signed(&server.request("HEAD", "/codings/copied"));
+    assert_eq!(
+        raw.header("content-encoding"),
+        None,
+        "the copy was not made"
+    );
 }

@@ -12,7 +12,7 @@ use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use base64::Engine as _;
 use common::{RawResponse, Server};
 use md5::{Digest as _, Md5};
-use ringstore::server::sharding::shard_for;
+use ringstore::node::sharding::shard_for;
 
 /// Most keys in one request (AWS's 1000).
 const KEYS_MAX: usize = 1000;

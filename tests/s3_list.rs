@@ -16,7 +16,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::EncodingType;
 use common::{Server, ServerOptions, expect_sdk_error};
-use ringstore::server::sharding::shard_for;
+use ringstore::node::sharding::shard_for;
 
 /// One entry of a listing: `K:key` or `P:common prefix`.
 type Entry = String;
@@ -677,9 +677,102 @@ fn url_encoding_type_round_trips_awkward_keys() {
             .send()
             .await
             .unwrap();
-        assert_eq!(output.prefix(), Some("unicod%C3%A9"));
+        // v1 returns its top-level prefix as sent (see the test below).
+        assert_eq!(output.prefix(), Some("unicodé"));
         assert_eq!(output.common_prefixes()[0].prefix(), Some("unicod%C3%A9/"));
     });
+}
+
+/// Goal: under `encoding-type=url`, v1 encodes the elements AWS encodes
+/// (`Key`, `CommonPrefixes`, `Delimiter`, `Marker`, `NextMarker`) and returns
+/// its top-level `Prefix` as sent, even a prefix of control characters;
+/// v2 encodes its `Prefix` (and `StartAfter`) too. Evidence for AWS's
+/// behaviour: botocore asks for `encoding-type=url` on every v1 listing
+/// and decodes exactly those five v1 elements, never `Prefix`; ceph's
+/// s3-tests `test_bucket_list_prefix_unreadable` expects a prefix of
+/// `"\n"` back as sent through it. Regression (issue 12): v1 encoded its
+/// `Prefix`. Method: the SDK (which decodes nothing) and the raw XML.
+#[test]
+fn url_encoding_type_returns_the_v1_prefix_as_sent() {
+    let server = Server::start();
+    let client = server.client();
+    let prefix = "\u{1}\u{2}\n";
+    common::block_on(async {
+        create_bucket(&client, "unreadable").await;
+        put_all(
+            &client,
+            "unreadable",
+            [
+                "\u{1}\u{2}\na b/1",
+                "\u{1}\u{2}\na+b",
+                "\u{1}\u{2}\nz",
+                "other",
+            ]
+            .into_iter()
+            .map(str::to_owned),
+        )
+        .await;
+        let page = client
+            .list_objects()
+            .bucket("unreadable")
+            .prefix(prefix)
+            .delimiter("/")
+            .marker("\u{1}\u{2}\na")
+            .max_keys(1)
+            .encoding_type(EncodingType::Url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.prefix(), Some(prefix), "the v1 prefix is as sent");
+        assert_eq!(page.marker(), Some("%01%02%0Aa"));
+        assert_eq!(page.delimiter(), Some("/"));
+        assert_eq!(page.common_prefixes().len(), 1);
+        assert_eq!(page.common_prefixes()[0].prefix(), Some("%01%02%0Aa%20b/"));
+        assert_eq!(page.is_truncated(), Some(true));
+        assert_eq!(page.next_marker(), Some("%01%02%0Aa%20b/"));
+        let rest = client
+            .list_objects()
+            .bucket("unreadable")
+            .prefix(prefix)
+            .delimiter("/")
+            .marker("\u{1}\u{2}\na b/")
+            .encoding_type(EncodingType::Url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rest.prefix(), Some(prefix));
+        let keys: Vec<&str> = rest.contents().iter().filter_map(|o| o.key()).collect();
+        assert_eq!(keys, ["%01%02%0Aa%2Bb", "%01%02%0Az"]);
+        // v2 encodes its prefix and start-after.
+        let v2 = client
+            .list_objects_v2()
+            .bucket("unreadable")
+            .prefix(prefix)
+            .start_after("\u{1}\u{2}\na+")
+            .encoding_type(EncodingType::Url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(v2.prefix(), Some("%01%02%0A"));
+        assert_eq!(v2.start_after(), Some("%01%02%0Aa%2B"));
+        let keys: Vec<&str> = v2.contents().iter().filter_map(|o| o.key()).collect();
+        assert_eq!(keys, ["%01%02%0Aa%2Bb", "%01%02%0Az"]);
+    });
+    // The raw XML: the v1 prefix escaped for XML only, next to the encoded
+    // marker and delimiter.
+    let raw = server.send_signed(&server.request(
+        "GET",
+        "/unreadable?encoding-type=url&prefix=%01%02%0A&delimiter=%2B&marker=%01%02%0Aa",
+    ));
+    assert_eq!(raw.status, 200, "{}", raw.text());
+    assert!(
+        raw.text().contains(
+            "<Prefix>&#1;&#2;\n</Prefix><Marker>%01%02%0Aa</Marker><MaxKeys>1000</MaxKeys>\
+             <Delimiter>%2B</Delimiter>"
+        ),
+        "{}",
+        raw.text()
+    );
 }
 
 fn percent_decode(text: &str) -> String {

@@ -28,7 +28,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, EncodingType};
 use common::{Server, ServerOptions, expect_sdk_error, pattern};
 use md5::{Digest as _, Md5};
-use ringstore::server::sharding::shard_for;
+use ringstore::node::sharding::shard_for;
 
 const MIB: usize = 1024 * 1024;
 /// Smallest part but the last (AWS's 5 MiB).
@@ -1163,4 +1163,57 @@ fn pages_of_zero_are_empty_and_not_truncated() {
     assert_eq!(parts.status, 200, "{}", parts.text());
     assert_eq!(parts.xml_element("IsTruncated").as_deref(), Some("false"));
     assert!(!parts.text().contains("<Part>"));
+}
+
+/// Goal: `CreateMultipartUpload` keeps the object's Content-Encoding
+/// exactly as sent (`deflate, gzip`, not `deflate,gzip`) and takes
+/// `x-amz-acl: bucket-owner-full-control` as it takes `private`; another
+/// canned ACL is refused naming the header, and no upload is created.
+/// Regression (issue 12) for both.
+#[tokio::test]
+async fn create_multipart_upload_keeps_content_encoding_as_sent_and_takes_bucket_owner_full_control()
+ {
+    use aws_sdk_s3::types::ObjectCannedAcl;
+    let server = Server::start();
+    let client = server.client();
+    create_bucket(&client, "create").await;
+    let id = client
+        .create_multipart_upload()
+        .bucket("create")
+        .key("coded")
+        .content_encoding("deflate, gzip")
+        .acl(ObjectCannedAcl::BucketOwnerFullControl)
+        .send()
+        .await
+        .expect("CreateMultipartUpload with bucket-owner-full-control")
+        .upload_id()
+        .expect("an upload id")
+        .to_owned();
+    let data = pattern(61, 1000);
+    let etag = upload(&client, "create", "coded", &id, 1, &data).await;
+    complete(&client, "create", "coded", &id, &[(1, &etag)])
+        .await
+        .expect("CompleteMultipartUpload");
+    for method in ["GET", "HEAD"] {
+        let raw = server.send_signed(&server.request(method, "/create/coded"));
+        assert_eq!(raw.status, 200, "{method}");
+        assert_eq!(
+            raw.header("content-encoding"),
+            Some("deflate, gzip"),
+            "{method}"
+        );
+    }
+    let response = server.send_signed(
+        &server
+            .request("POST", "/create/refused?uploads")
+            .header("x-amz-acl", "public-read"),
+    );
+    common::assert_canned_acl_refused(&response, "public-read");
+    let uploads = client
+        .list_multipart_uploads()
+        .bucket("create")
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "{uploads:?}");
 }

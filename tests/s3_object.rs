@@ -38,7 +38,7 @@ use aws_sdk_s3::error::BoxError;
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use common::{RawResponse, Server, ServerOptions, expect_sdk_error, sdk_failure};
 use md5::{Digest as _, Md5};
-use ringstore::server::sharding::shard_for;
+use ringstore::node::sharding::shard_for;
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
@@ -1190,6 +1190,97 @@ fn aws_chunked_is_never_a_stored_content_encoding() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Goal: a Content-Encoding of several codings is stored and returned
+/// exactly as sent, less `aws-chunked`: `deflate, gzip` stays
+/// `deflate, gzip`, spaces and all. Regression (issue 12): the kept
+/// codings were re-joined with `,` (`deflate,gzip`). Method: a plain PUT,
+/// an aws-chunked PUT with `aws-chunked` first in the list, and the SDK
+/// (which appends `aws-chunked` to the object's own codings); GET and HEAD
+/// return the header as sent.
+#[tokio::test]
+async fn content_encoding_of_several_codings_is_returned_as_sent() {
+    let server = Server::start();
+    let client = server.client();
+    create_bucket(&client, "codings").await;
+    let response = server.send_signed(
+        &server
+            .request("PUT", "/codings/plain")
+            .header("Content-Encoding", "deflate, gzip")
+            .body(b"raw body"),
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    let data = pattern(41, 100 * KIB);
+    let response = server.send(&aws_chunked_put(
+        &server,
+        "/codings/chunked",
+        &data,
+        &["aws-chunked, deflate, gzip"],
+    ));
+    assert_eq!(response.status, 200, "{}", response.text());
+    let (body, _file) = streamed(b"sdk body").await;
+    client
+        .put_object()
+        .bucket("codings")
+        .key("sdk")
+        .content_encoding("deflate, gzip")
+        .body(body)
+        .send()
+        .await
+        .expect("PutObject with two codings");
+    for key in ["plain", "chunked", "sdk"] {
+        for method in ["GET", "HEAD"] {
+            let raw = server.send_signed(&server.request(method, &format!("/codings/{key}")));
+            assert_eq!(raw.status, 200, "{method} {key}");
+            assert_eq!(
+                raw.header("content-encoding"),
+                Some("deflate, gzip"),
+                "{method} {key}"
+            );
+        }
+    }
+}
+
+/// Goal: `PutObject` takes `x-amz-acl: bucket-owner-full-control` as it
+/// takes `private` (rclone and Hadoop's S3A send it by configuration);
+/// any other canned ACL is refused naming the header, and the refused
+/// write changes nothing, instead of storing an object that is not what
+/// the ACL asked for. Regression (issue 12): every canned ACL was
+/// accepted on objects and silently ignored.
+#[tokio::test]
+async fn put_object_takes_bucket_owner_full_control_and_names_the_header_it_refuses() {
+    use aws_sdk_s3::types::ObjectCannedAcl;
+    let server = Server::start();
+    let client = server.client();
+    create_bucket(&client, "acl").await;
+    for (key, acl) in [
+        ("owner-full", ObjectCannedAcl::BucketOwnerFullControl),
+        ("private", ObjectCannedAcl::Private),
+    ] {
+        client
+            .put_object()
+            .bucket("acl")
+            .key(key)
+            .acl(acl.clone())
+            .body(ByteStream::from_static(b"kept"))
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("PutObject with {acl:?}: {error:?}"));
+        let raw = server.send_signed(&server.request("GET", &format!("/acl/{key}")));
+        assert_eq!((raw.status, raw.body.as_slice()), (200, &b"kept"[..]));
+    }
+    for value in ["public-read", "public-read-write"] {
+        let response = server.send_signed(
+            &server
+                .request("PUT", "/acl/private")
+                .header("x-amz-acl", value)
+                .body(b"replaced"),
+        );
+        common::assert_canned_acl_refused(&response, value);
+        let raw = server.send_signed(&server.request("GET", "/acl/private"));
+        assert_eq!((raw.status, raw.body.as_slice()), (200, &b"kept"[..]));
+    }
 }
 
 /// Goal: user metadata of exactly 2 KiB (names without `x-amz-meta-`

@@ -139,3 +139,25 @@ mod tests {
         assert!(!printed.contains("very-secret"));
     }
 }
+
+/// The owner shown for every bucket and object (`<Owner>` in listings):
+/// ringstore has one tenant, named after the access key configured at
+/// start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The canonical user id: hex SHA-256 of the access key id.
+    pub id: String,
+    pub display_name: String,
+}
+
+impl Owner {
+    /// The owner of a store whose key is `credentials`.
+    #[must_use]
+    pub fn of(credentials: &Credentials) -> Owner {
+        use sha2::Digest as _;
+        Owner {
+            id: hex::encode(sha2::Sha256::digest(credentials.access_key_id.as_bytes())),
+            display_name: credentials.access_key_id.clone(),
+        }
+    }
+}

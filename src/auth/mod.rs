@@ -1,4 +1,5 @@
-//! Authentication: AWS Signature Version 4, exactly as S3 checks it.
+//! Authentication: AWS Signature Version 4 and Version 2, exactly as S3
+//! checks them.
 //!
 //! This module decides who sent a request, or refuses it with the error S3
 //! would send. It also decodes the `aws-chunked` body framing, because the
@@ -17,9 +18,13 @@
 //! request head ─► authenticate(RequestView, CredentialStore, region, now, SigningKeyCache)
 //!   ├─ Authorization: AWS4-HMAC-SHA256 …         authorization.rs (header form, ±15 min skew)
 //!   ├─ ?X-Amz-Algorithm=…&X-Amz-Signature=…      presigned.rs (query form, X-Amz-Date + X-Amz-Expires)
-//!   ├─ Authorization: AWS … / ?AWSAccessKeyId=…  NotImplemented (SigV2 is not planned)
-//!   └─ neither                                   AccessDenied (no anonymous access)
-//!         │ both forms:
+//!   ├─ Authorization: AWS AKID:signature         sigv2.rs (HMAC-SHA1; Date or x-amz-date, ±15 min skew)
+//!   ├─ ?AWSAccessKeyId=…&Expires=…&Signature=…   sigv2.rs (valid until Expires)
+//!   │     └─► Authenticated { access_key_id, payload: Unsigned }  (SigV2 signs no body;
+//!   │           a sent x-amz-content-sha256 is signed and still honoured, see sigv2.rs)
+//!   ├─ more than one of the forms                InvalidArgument
+//!   └─ none                                      AccessDenied (no anonymous access)
+//!         │ both SigV4 forms:
 //!         │  credential scope AKID/YYYYMMDD/<region>/s3/aws4_request checked
 //!         │  host and every x-amz-* header must be signed
 //!         │  signing key = HMAC chain over date/region/service     sigv4.rs (cached per core)
@@ -32,15 +37,20 @@
 //!   └─ StreamingUnsignedTrailer   AwsChunkedDecoder::new(Unsigned, true)
 //! ```
 //!
-//! Two choices differ from generic SigV4 and follow S3:
+//! Three choices differ from generic SigV4 and follow S3:
 //! - The canonical URI is the path as the client sent it: S3 encodes object
 //!   keys once, and does not normalize `//`, `.` or `..` (they are valid key
 //!   bytes). Some clients send characters raw that they percent-encoded when
 //!   signing, so a failed check is retried once with the path decoded and
 //!   re-encoded by AWS's rules (see [`sigv4::verify_signature`]).
 //! - A valueless query parameter (`?uploads`) signs as `uploads=`.
+//! - The query is decoded as a form, as S3 and the router read it: a raw
+//!   `+` is a space and signs as `%20`, while `%2B` is a plus and signs as
+//!   `%2B` ([`sigv4::decode_query_component`]). So a parameter cannot
+//!   change meaning in transit without breaking the signature.
 //!
 //! Specifications:
+//! - <https://docs.aws.amazon.com/AmazonS3/latest/API/RESTAuthentication.html> (SigV2)
 //! - <https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-authenticating-requests.html>
 //! - <https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html>
 //! - <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html>
@@ -61,6 +71,7 @@ pub mod chunked;
 pub mod credentials;
 pub mod payload;
 pub mod presigned;
+pub mod sigv2;
 pub mod sigv4;
 
 use std::fmt;
@@ -68,7 +79,7 @@ use std::time::SystemTime;
 
 pub use amz_date::AmzDate;
 pub use chunked::{AwsChunkedDecoder, AwsChunkedMode, ChunkSigningContext, ChunkStep};
-pub use credentials::{CredentialStore, Credentials};
+pub use credentials::{CredentialStore, Credentials, Owner};
 pub use payload::{PayloadMode, check_content_sha256};
 pub use sigv4::{SigningKey, SigningKeyCache};
 
@@ -85,6 +96,11 @@ pub struct RequestView<'a> {
     pub query: Option<&'a str>,
     /// All request headers.
     pub headers: &'a http::HeaderMap,
+    /// The bucket named by the `Host` header when the request is
+    /// virtual-hosted style (the router decides which hosts are), else
+    /// `None`. SigV2 signs `/bucket` before the path even when the bucket
+    /// is only in the host; SigV4 does not use it.
+    pub virtual_host_bucket: Option<&'a str>,
 }
 
 /// Who sent an authenticated request, and how its body must be read.
@@ -115,46 +131,43 @@ pub fn authenticate(
 ) -> Result<Authenticated, AuthError> {
     let now_ms = amz_date::unix_ms(now);
     let query = request.query.unwrap_or("");
-    let query_auth = presigned::has_query_auth(query);
+    let query_v4 = presigned::has_query_auth(query);
+    let query_v2 = sigv2::has_query_auth(query);
     let authorization = request.headers.get(http::header::AUTHORIZATION);
 
-    match (authorization, query_auth) {
-        (Some(_), true) => Err(AuthError::InvalidArgument(
-            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, \
-             Signature query string parameter or the Authorization header should be specified"
-                .to_owned(),
-        )),
-        (Some(value), false) => {
+    match (authorization, query_v4, query_v2) {
+        (Some(_), true, _) | (Some(_), _, true) | (None, true, true) => {
+            Err(AuthError::InvalidArgument(
+                "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, \
+                 Signature query string parameter or the Authorization header should be specified"
+                    .to_owned(),
+            ))
+        }
+        (Some(value), false, false) => {
             let Ok(value) = value.to_str() else {
                 return Err(AuthError::AuthorizationHeaderMalformed(
                     "The authorization header is malformed; it is not valid ASCII.".to_owned(),
                 ));
             };
-            authorization::authenticate_header(request, value, store, region, now_ms, cache)
-        }
-        (None, true) => {
-            presigned::authenticate_presigned(request, query, store, region, now_ms, cache)
-        }
-        (None, false) => {
-            if presigned::has_sigv2_query_auth(query) {
-                Err(sigv2_not_implemented())
+            if value.starts_with(sigv2::SCHEME_PREFIX) {
+                sigv2::authenticate_header(request, value, store, now_ms)
             } else {
-                // The server has no public buckets: every request must be signed.
-                Err(AuthError::AccessDenied("Access Denied".to_owned()))
+                authorization::authenticate_header(request, value, store, region, now_ms, cache)
             }
         }
+        (None, true, false) => {
+            presigned::authenticate_presigned(request, query, store, region, now_ms, cache)
+        }
+        (None, false, true) => sigv2::authenticate_query(request, query, store, now_ms),
+        // The server has no public buckets: every request must be signed.
+        (None, false, false) => Err(AuthError::AccessDenied("Access Denied".to_owned())),
     }
 }
 
-/// SigV2 (header `AWS AKID:signature` or query `AWSAccessKeyId=`) is
-/// deprecated by AWS and out of scope; S3's answer to a header implying an
-/// unimplemented feature is `501 NotImplemented`.
-pub(crate) fn sigv2_not_implemented() -> AuthError {
-    AuthError::NotImplemented(
-        "A header you provided implies functionality that is not implemented: \
-         Signature Version 2 is not supported, use AWS4-HMAC-SHA256."
-            .to_owned(),
-    )
+impl From<AuthError> for crate::error::S3Error {
+    fn from(error: AuthError) -> Self {
+        crate::error::S3Error::named(error.code(), error.message())
+    }
 }
 
 /// A refused request. Each variant is one S3 error code (same name), and
@@ -184,7 +197,7 @@ pub enum AuthError {
     InvalidArgument(String),
     /// 400: the request misses something S3 requires, or exceeds a limit.
     InvalidRequest(String),
-    /// 501: a valid but unsupported form (SigV2, SigV4a / ECDSA).
+    /// 501: a valid but unsupported form (SigV4a / ECDSA).
     NotImplemented(String),
 }
 
@@ -299,6 +312,7 @@ mod tests {
             path,
             query,
             headers,
+            virtual_host_bucket: None,
         };
         authenticate(
             &request,
@@ -396,17 +410,8 @@ mod tests {
     }
 
     #[test]
-    fn sigv2_and_sigv4a_are_not_implemented() {
+    fn sigv4a_is_not_implemented() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            "authorization",
-            HeaderValue::from_static("AWS AKIAIOSFODNN7EXAMPLE:frJIUN8DYpKDtOLCwo//yllqDzg="),
-        );
-        assert_eq!(
-            run("/b/k", None, &headers).unwrap_err().code(),
-            "NotImplemented"
-        );
-
         headers.insert(
             "authorization",
             HeaderValue::from_static(
@@ -417,13 +422,42 @@ mod tests {
             run("/b/k", None, &headers).unwrap_err().code(),
             "NotImplemented"
         );
+    }
 
-        let query = "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Expires=1141889120&Signature=vjbyPxybdZaNmGa%2ByT272YEAiv4%3D";
+    /// Goal: SigV2 is dispatched to `sigv2.rs` in both forms (it answered
+    /// `501 NotImplemented` before), and mixing it with another form is
+    /// refused as S3 refuses two auth mechanisms.
+    #[test]
+    fn sigv2_is_authenticated_in_both_forms() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_static("AWS AKIAIOSFODNN7EXAMPLE:frJIUN8DYpKDtOLCwo//yllqDzg="),
+        );
+        headers.insert(
+            "date",
+            HeaderValue::from_static("Fri, 24 May 2013 00:00:00 GMT"),
+        );
+        // A well-formed header with a wrong signature reaches the check.
         assert_eq!(
-            run("/b/k", Some(query), &HeaderMap::new())
+            run("/b/k", None, &headers).unwrap_err(),
+            AuthError::signature_mismatch()
+        );
+        let query = "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Expires=1369353700&Signature=vjbyPxybdZaNmGa%2ByT272YEAiv4%3D";
+        assert_eq!(
+            run("/b/k", Some(query), &HeaderMap::new()).unwrap_err(),
+            AuthError::signature_mismatch()
+        );
+        assert_eq!(
+            run("/b/k", Some(query), &headers).unwrap_err().code(),
+            "InvalidArgument"
+        );
+        let both_queries = format!("{query}&X-Amz-Signature=00");
+        assert_eq!(
+            run("/b/k", Some(&both_queries), &HeaderMap::new())
                 .unwrap_err()
                 .code(),
-            "NotImplemented"
+            "InvalidArgument"
         );
     }
 

@@ -25,7 +25,9 @@ use std::fmt;
 
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, percent_encode};
+use percent_encoding::{
+    AsciiSet, NON_ALPHANUMERIC, percent_decode, percent_decode_str, percent_encode,
+};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -134,14 +136,38 @@ pub fn reencode_path(raw_path: &str) -> Vec<u8> {
     out
 }
 
+/// Decodes one query name or value as `application/x-www-form-urlencoded`
+/// does: a `+` is a space, then every `%XX` escape is decoded once.
+///
+/// This is how S3 reads a query, and how `s3::router::query_pairs` reads it
+/// for the handlers. Signing the bytes of this decoding is what makes a
+/// signature bind a parameter's meaning: `prefix=a%2Bb` (a plus) and
+/// `prefix=a+b` (a space) are different requests, so they must sign
+/// differently (`a%2Bb` and `a%20b`), while `a+b` and `a%20b` mean the same
+/// and sign the same. A malformed escape is kept as it is; the router has
+/// already refused such a query (`InvalidURI`) before authentication runs.
+#[must_use]
+pub fn decode_query_component(raw: &str) -> Vec<u8> {
+    let bytes = raw.as_bytes();
+    if !bytes.contains(&b'+') {
+        return percent_decode(bytes).collect();
+    }
+    let spaced: Vec<u8> = bytes
+        .iter()
+        .map(|&byte| if byte == b'+' { b' ' } else { byte })
+        .collect();
+    percent_decode(&spaced).collect()
+}
+
 /// The canonical query string of a raw query (without `?`).
 ///
-/// Each name and value is percent-decoded and re-encoded by AWS's rules, so
-/// a client's own escaping choices (`%7e` vs `~`, `%2f` vs `%2F`) do not
-/// matter. A parameter without `=` signs as `name=`. Pairs are sorted by
-/// encoded name, then encoded value, as the AWS SDKs do. With
-/// `exclude_signature`, `X-Amz-Signature` is left out (presigned URLs cannot
-/// sign their own signature).
+/// Each name and value is decoded as a form ([`decode_query_component`]:
+/// a raw `+` is a space) and re-encoded by AWS's rules, so a client's own
+/// escaping choices (`%7e` vs `~`, `%2f` vs `%2F`, `+` vs `%20`) do not
+/// matter, while `+` and `%2B` stay apart. A parameter without `=` signs as
+/// `name=`. Pairs are sorted by encoded name, then encoded value, as the
+/// AWS SDKs do. With `exclude_signature`, `X-Amz-Signature` is left out
+/// (presigned URLs cannot sign their own signature).
 #[must_use]
 pub fn canonical_query_string(raw_query: &str, exclude_signature: bool) -> Vec<u8> {
     let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
@@ -150,11 +176,11 @@ pub fn canonical_query_string(raw_query: &str, exclude_signature: bool) -> Vec<u
         .filter(|parameter| !parameter.is_empty())
     {
         let (raw_name, raw_value) = parameter.split_once('=').unwrap_or((parameter, ""));
-        let name: Vec<u8> = percent_decode_str(raw_name).collect();
+        let name = decode_query_component(raw_name);
         if exclude_signature && name == b"X-Amz-Signature" {
             continue;
         }
-        let value: Vec<u8> = percent_decode_str(raw_value).collect();
+        let value = decode_query_component(raw_value);
         let mut encoded_name = Vec::with_capacity(name.len());
         uri_encode(&mut encoded_name, &name, true);
         let mut encoded_value = Vec::with_capacity(value.len());
@@ -865,6 +891,35 @@ mod tests {
             canonical_query_string("X-Amz-Signature=ab&x=1", false),
             b"X-Amz-Signature=ab&x=1"
         );
+    }
+
+    /// Goal: `+` and `%2B` in a query canonicalize as S3 (and the router)
+    /// read them: a raw `+` is a space and signs as `%20`, `%2B` is a plus
+    /// and signs as `%2B`. Regression: both signed as `%2B`, so a request
+    /// signed with `prefix=a%2Bb` could be sent as `prefix=a+b`, which the
+    /// router reads as `a b`, with its signature still valid.
+    #[test]
+    fn plus_in_a_query_is_a_space_and_percent_2b_a_plus() {
+        assert_eq!(canonical_query_string("prefix=a+b", false), b"prefix=a%20b");
+        assert_eq!(
+            canonical_query_string("prefix=a%20b", false),
+            b"prefix=a%20b"
+        );
+        assert_eq!(
+            canonical_query_string("prefix=a%2Bb", false),
+            b"prefix=a%2Bb"
+        );
+        assert_eq!(
+            canonical_query_string("prefix=a%2bb", false),
+            b"prefix=a%2Bb"
+        );
+        // Names are decoded the same way.
+        assert_eq!(
+            canonical_query_string("a+b=1&a%2Bb=2", false),
+            b"a%20b=1&a%2Bb=2"
+        );
+        assert_eq!(decode_query_component("x+y%2B%20z"), b"x y+ z");
+        assert_eq!(decode_query_component("%zz+"), b"%zz ");
     }
 
     #[test]

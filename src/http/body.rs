@@ -97,6 +97,13 @@ pub enum BodyError {
     TooManyTrailers,
 }
 
+impl From<BodyError> for crate::error::S3Error {
+    fn from(error: BodyError) -> Self {
+        let (code, message) = error.s3_error();
+        crate::error::S3Error::named(code, message)
+    }
+}
+
 impl BodyError {
     /// The S3 error code and message of the error response, for
     /// `error.rs`, which derives the HTTP status from the code.

@@ -80,6 +80,9 @@ pub struct BodyReader<'c> {
     declared_len: Option<u64>,
     read_timeout_ms: u64,
     trailers: Vec<(String, String)>,
+    /// The client asked for `100 Continue` and has not got it: it is sent
+    /// when the handler first reads (see [`Self::send_continue_on_first_read`]).
+    continue_pending: bool,
 }
 
 /// Staging buffer size for HTTP-chunked bodies.
@@ -147,7 +150,17 @@ impl<'c> BodyReader<'c> {
             declared_len,
             read_timeout_ms,
             trailers: Vec::new(),
+            continue_pending: false,
         }
+    }
+
+    /// The client asked for `100 Continue` (`Expect: 100-continue`): send
+    /// it when the handler first asks for body bytes, and not before. A
+    /// handler that refuses the request before it reads (a missing bucket,
+    /// a full disk) answers without it, and the client never sends the
+    /// body (RFC 9110 §10.1.1).
+    pub fn send_continue_on_first_read(&mut self) {
+        self.continue_pending = true;
     }
 
     /// The object size the client declared, if it did.
@@ -175,6 +188,13 @@ impl<'c> BodyReader<'c> {
         assert!(!out.is_empty());
         if let Some(code) = self.failed {
             return Err(S3Error::new(code, "The request body was already refused."));
+        }
+        if self.continue_pending {
+            self.continue_pending = false;
+            if let Err(error) = self.io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await {
+                self.failed = Some(crate::error::S3ErrorCode::InternalError);
+                return Err(S3Error::internal(error));
+            }
         }
         loop {
             if let Some(len) = self.deliver(out) {
@@ -214,7 +234,9 @@ impl<'c> BodyReader<'c> {
     /// Read and discard the rest of the body, for keep-alive after a handler
     /// that did not need it. Gives up (returns false) past `limit` bytes.
     pub async fn drain(&mut self, limit: u64) -> bool {
-        if self.failed.is_some() {
+        // A client still waiting for `100 Continue` may send the body after
+        // a wait of its own, or never: there is nothing to drain reliably.
+        if self.failed.is_some() || self.continue_pending {
             return false;
         }
         let mut scratch = [0_u8; 8192];

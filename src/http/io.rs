@@ -140,6 +140,34 @@ impl ConnIo {
         let _ = self.stream.close().await;
     }
 
+    /// Close a connection whose client may still be sending a request body
+    /// that will not be read (RFC 9112 §9.6, staged closure): shut down the
+    /// sending side, so the client reads the response written so far and
+    /// then the end of the stream; read and throw away whatever it still
+    /// sends until it closes, `deadline` passes or more than `bytes_max`
+    /// bytes were thrown away; then close. Closing at once with unread
+    /// input makes the kernel answer with a reset, which may reach the
+    /// client before it has read the response.
+    pub async fn close_lingering(&mut self, deadline: Instant, bytes_max: u64) {
+        if self
+            .stream
+            .shutdown(std::net::Shutdown::Write)
+            .await
+            .is_ok()
+        {
+            let mut discarded = 0_u64;
+            while discarded <= bytes_max {
+                self.start = 0;
+                self.end = 0;
+                match self.fill(deadline).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => discarded += read as u64,
+                }
+            }
+        }
+        self.close().await;
+    }
+
     pub fn take_received(&mut self) -> u64 {
         std::mem::take(&mut self.received)
     }

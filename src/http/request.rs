@@ -196,6 +196,13 @@ impl ParseError {
     }
 }
 
+impl From<ParseError> for crate::error::S3Error {
+    fn from(error: ParseError) -> Self {
+        let (code, message) = error.s3_error();
+        crate::error::S3Error::named(code, message)
+    }
+}
+
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.message())

@@ -3,7 +3,7 @@
 //!
 //! Reads are answered from this core's copy of the catalog; changes go to
 //! the catalog shard over the mesh, which makes them durable and installs
-//! them on every core before answering (see `server::worker`).
+//! them on every core before answering (see `node::worker`).
 //!
 //! - <https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListBuckets.html>
 //! - <https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html>
@@ -21,9 +21,10 @@ use super::{Response, S3Request};
 use crate::error::S3Error;
 use crate::http::body_reader::BodyReader;
 use crate::limits;
+use crate::node::mesh::BucketChange;
+use crate::node::worker::Worker;
 use crate::s3_error;
-use crate::server::mesh::{BucketChange, Request};
-use crate::server::worker::Worker;
+use crate::storage::segment::StorageError;
 
 /// Most buckets one `ListBuckets` page returns, as AWS.
 const LIST_BUCKETS_PAGE_MAX: usize = 10_000;
@@ -98,14 +99,7 @@ pub async fn create_bucket(
     let name = bucket_name(request)?;
     validate_bucket_name(name)?;
     let headers = &request.head.headers;
-    if let Some(acl) = headers.get("x-amz-acl")
-        && acl.as_bytes() != b"private"
-    {
-        return Err(s3_error!(
-            NotImplemented,
-            "Only the 'private' canned ACL is supported"
-        ));
-    }
+    super::acl::check_canned_acl(headers)?;
     if headers
         .get("x-amz-bucket-object-lock-enabled")
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"true"))
@@ -130,13 +124,7 @@ pub async fn create_bucket(
         )
         .with_extra("LocationConstraint", constraint));
     }
-    let change = worker
-        .change_bucket(Request::CreateBucket {
-            name: name.to_owned(),
-            region: region.clone(),
-            created_ms: now_ms(),
-        })
-        .await;
+    let change = worker.create_bucket(name, region, now_ms()).await;
     match change {
         BucketChange::Created => Ok(created(name)),
         // us-east-1 answers 200 to a repeated CreateBucket by the owner
@@ -152,7 +140,11 @@ pub async fn create_bucket(
             "You have attempted to create more buckets than allowed"
         )),
         BucketChange::Failed => Err(S3Error::internal("the bucket catalog could not be written")),
-        BucketChange::Deleted | BucketChange::NoSuchBucket | BucketChange::NotEmpty => {
+        BucketChange::NoSpace => Err(StorageError::NoSpace("the catalog".to_owned()).into()),
+        BucketChange::Deleted
+        | BucketChange::NoSuchBucket
+        | BucketChange::NotEmpty
+        | BucketChange::InUse => {
             unreachable!("CreateBucket answered {change:?}")
         }
     }
@@ -187,11 +179,7 @@ pub async fn delete_bucket(
     if !worker.catalog().buckets.contains_key(name) {
         return Err(no_such_bucket(name));
     }
-    let change = worker
-        .change_bucket(Request::DeleteBucket {
-            name: name.to_owned(),
-        })
-        .await;
+    let change = worker.delete_bucket(name).await;
     match change {
         BucketChange::Deleted => Ok(Response::new(StatusCode::NO_CONTENT)),
         BucketChange::NoSuchBucket => Err(no_such_bucket(name)),
@@ -200,7 +188,12 @@ pub async fn delete_bucket(
             "The bucket you tried to delete is not empty"
         )
         .with_extra("BucketName", name)),
+        BucketChange::InUse => Err(s3_error!(
+            OperationAborted,
+            "A conflicting conditional operation is currently in progress against this resource. Please try again."
+        )),
         BucketChange::Failed => Err(S3Error::internal("the bucket catalog could not be written")),
+        BucketChange::NoSpace => Err(StorageError::NoSpace("the catalog".to_owned()).into()),
         _ => unreachable!("DeleteBucket answered {change:?}"),
     }
 }

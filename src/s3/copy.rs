@@ -31,19 +31,18 @@ use super::checksum::Hasher;
 use super::put::{now_ms, object_names, object_template};
 use super::router::parse_copy_source;
 use super::xml::{self, element};
-use super::{Response, S3Request};
+use super::{Response, S3Request, shutting_down};
 use crate::error::S3Error;
 use crate::limits;
+use crate::node::owner::{SourcePiece, SourceRead, local_head};
+use crate::node::worker::{MeshClosed, Worker};
 use crate::s3_error;
-use crate::server::mesh::{Reply, Request};
-use crate::server::sharding::shard_for;
-use crate::server::worker::Worker;
-use crate::storage::index::IndexValue;
 use crate::storage::location::Location;
 use crate::storage::md5::Md5;
 use crate::storage::object::{
     Checksum, ChecksumAlgorithm, ETag, EXTENT_BYTES_MAX, Extent, ObjectBody, ObjectCommit,
 };
+use crate::storage::segment::Space;
 use crate::storage::shard::{ReadPin, Shard};
 use crate::storage::upload::UploadPart;
 
@@ -66,48 +65,25 @@ pub struct Source {
     local: Option<(Rc<Shard>, ReadPin)>,
 }
 
-/// What the owner of a copy source answers about one piece of it.
-#[derive(Debug)]
-pub enum SourceRead {
-    Bytes(Vec<u8>),
-    /// The version is still there, at another place: ask again.
-    Moved,
-    /// The key holds another version now, or nothing.
-    Changed,
-    Failed(String),
-}
-
 impl Source {
     /// Find `bucket`/`key` (on whichever core owns it).
     async fn find(worker: &Rc<Worker>, bucket: &str, key: &str) -> Result<Source, S3Error> {
         if !worker.catalog().buckets.contains_key(bucket) {
             return Err(super::bucket::no_such_bucket(bucket));
         }
-        let core = shard_for(bucket, key, worker.mesh.shard_count());
+        let core = worker.owner_of(bucket, key);
         let found = if core == worker.shard_id() {
             let shard = worker.shard();
             local_head(&shard, bucket, key)
                 .await?
                 .map(|(seq, location, commit, pin)| (seq, location, commit, Some((shard, pin))))
         } else {
-            let reply = worker
-                .mesh
-                .call(
-                    worker,
-                    core,
-                    Request::SourceHead {
-                        bucket: bucket.to_owned(),
-                        key: key.to_owned(),
-                    },
-                )
-                .await;
-            match reply {
-                Ok(Reply::SourceHead(Ok(found))) => {
+            match worker.source_head(core, bucket, key).await {
+                Ok(Ok(found)) => {
                     found.map(|(seq, location, commit)| (seq, location, *commit, None))
                 }
-                Ok(Reply::SourceHead(Err(error))) => return Err(S3Error::internal(error)),
-                Ok(other) => unreachable!("SourceHead answered {other:?}"),
-                Err(_) => return Err(s3_error!(ServiceUnavailable, "The server is shutting down")),
+                Ok(Err(error)) => return Err(S3Error::internal(error)),
+                Err(MeshClosed) => return Err(shutting_down()),
             }
         };
         let Some((seq, location, commit, local)) = found else {
@@ -191,24 +167,18 @@ impl Source {
         }
         let mut extent = *extent;
         for _ in 0..limits::COPY_SOURCE_MOVES_MAX {
-            let reply = worker
-                .mesh
-                .call(
-                    worker,
-                    self.core,
-                    Request::SourceRead {
-                        bucket: self.bucket.clone(),
-                        key: self.key.clone(),
-                        location: self.location,
-                        extent,
-                        from,
-                        len,
-                    },
-                )
-                .await;
+            let piece = SourcePiece {
+                bucket: self.bucket.clone(),
+                key: self.key.clone(),
+                location: self.location,
+                extent,
+                from,
+                len,
+            };
+            let reply = worker.source_read(self.core, piece).await;
             match reply {
-                Ok(Reply::SourceRead(SourceRead::Bytes(bytes))) => return Ok(bytes),
-                Ok(Reply::SourceRead(SourceRead::Moved)) => {
+                Ok(SourceRead::Bytes(bytes)) => return Ok(bytes),
+                Ok(SourceRead::Moved) => {
                     let again = Source::find(worker, &self.bucket.clone(), &self.key.clone()).await;
                     let again = again.map_err(|_| changed())?;
                     if again.seq != self.seq {
@@ -219,12 +189,11 @@ impl Source {
                     self.commit = again.commit;
                     extent = extent_at(&self.commit, object_offset).ok_or_else(changed)?;
                 }
-                Ok(Reply::SourceRead(SourceRead::Changed)) => return Err(changed()),
-                Ok(Reply::SourceRead(SourceRead::Failed(error))) => {
+                Ok(SourceRead::Changed) => return Err(changed()),
+                Ok(SourceRead::Failed(error)) => {
                     return Err(S3Error::internal(error));
                 }
-                Ok(other) => unreachable!("SourceRead answered {other:?}"),
-                Err(_) => return Err(s3_error!(ServiceUnavailable, "The server is shutting down")),
+                Err(MeshClosed) => return Err(shutting_down()),
             }
         }
         Err(changed())
@@ -266,72 +235,6 @@ fn changed() -> S3Error {
         OperationAborted,
         "A conflicting conditional operation is currently in progress against this resource. Please try again."
     )
-}
-
-/// The live version of `bucket`/`key` on `shard`: its seq, commit location,
-/// commit, and a pin on its segments.
-async fn local_head(
-    shard: &Rc<Shard>,
-    bucket: &str,
-    key: &str,
-) -> Result<Option<(u64, Location, ObjectCommit, ReadPin)>, S3Error> {
-    let Some((entry, pin)) = shard.lookup_pinned(bucket, key) else {
-        return Ok(None);
-    };
-    let IndexValue::Object {
-        commit: location, ..
-    } = entry.value
-    else {
-        unreachable!("lookup returns live objects only");
-    };
-    let commit = shard
-        .read_commit(location)
-        .await
-        .map_err(S3Error::internal)?;
-    Ok(Some((entry.seq, location, commit, pin)))
-}
-
-/// The owner's side of [`Request::SourceHead`].
-pub async fn source_head(
-    shard: &Rc<Shard>,
-    bucket: &str,
-    key: &str,
-) -> Result<Option<(u64, Location, Box<ObjectCommit>)>, String> {
-    match local_head(shard, bucket, key).await {
-        Ok(found) => {
-            Ok(found.map(|(seq, location, commit, _pin)| (seq, location, Box::new(commit))))
-        }
-        Err(error) => Err(error.to_string()),
-    }
-}
-
-/// The owner's side of [`Request::SourceRead`]: the piece, if the key's
-/// live version still has its commit at `location`.
-pub async fn source_read(
-    shard: &Rc<Shard>,
-    bucket: &str,
-    key: &str,
-    location: Location,
-    extent: Extent,
-    from: u32,
-    len: u32,
-) -> SourceRead {
-    let Some((entry, _pin)) = shard.lookup_pinned(bucket, key) else {
-        return SourceRead::Changed;
-    };
-    let IndexValue::Object {
-        commit: current, ..
-    } = entry.value
-    else {
-        unreachable!("lookup returns live objects only");
-    };
-    if current != location {
-        return SourceRead::Moved;
-    }
-    match shard.read_extent(&extent, from, len).await {
-        Ok(bytes) => SourceRead::Bytes(bytes.to_vec()),
-        Err(error) => SourceRead::Failed(error.to_string()),
-    }
 }
 
 /// The source named by `x-amz-copy-source`, found, with its conditions
@@ -387,7 +290,7 @@ async fn copy_bytes(
         let bytes = source.read(worker, at, len).await?;
         md5.update(&bytes);
         hasher.update(&bytes);
-        extents.push(shard.append_data(&bytes).await.map_err(S3Error::internal)?);
+        extents.push(shard.append_data(&bytes, Space::Data).await?);
         at += u64::from(len);
     }
     Ok((extents, md5.finish()))
@@ -398,10 +301,9 @@ pub async fn copy_object(
     request: &S3Request<'_>,
 ) -> Result<Response, S3Error> {
     let (bucket, key) = object_names(worker, request)?;
-    if !worker.catalog().buckets.contains_key(bucket) {
-        return Err(super::bucket::no_such_bucket(bucket));
-    }
+    let _write = super::put::begin_write(worker, bucket).await?;
     let headers = &request.head.headers;
+    super::acl::check_canned_acl(headers)?;
     let replace = match headers
         .get("x-amz-metadata-directive")
         .map(|value| value.to_str().unwrap_or_default())
@@ -484,7 +386,7 @@ pub async fn copy_object(
             ObjectBody::Extents(extents)
         }
     };
-    shard.commit(&commit).await.map_err(S3Error::internal)?;
+    shard.commit(&commit, guard.as_ref()).await?;
     drop(guard);
     drop(source);
     let mut out = String::with_capacity(256);
@@ -544,9 +446,7 @@ pub async fn upload_part_copy(
     upload_id: &str,
 ) -> Result<Response, S3Error> {
     let (bucket, key) = object_names(worker, request)?;
-    if !worker.catalog().buckets.contains_key(bucket) {
-        return Err(super::bucket::no_such_bucket(bucket));
-    }
+    let _write = super::put::begin_write(worker, bucket).await?;
     let shard = worker.shard();
     let Some(spec) = shard.upload_checksum(bucket, key, upload_id) else {
         return Err(super::multipart::no_such_upload(upload_id));
@@ -587,7 +487,7 @@ pub async fn upload_part_copy(
         extents,
     };
     let last_modified_ms = part.last_modified_ms;
-    super::multipart::store_part(worker, part).await?;
+    super::multipart::store_part(worker, part, &guard).await?;
     drop(guard);
     let mut out = String::with_capacity(256);
     out.push_str(xml::XML_DECLARATION);

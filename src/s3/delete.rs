@@ -25,12 +25,9 @@ use super::{Response, S3Request};
 use crate::error::S3Error;
 use crate::http::body_reader::BodyReader;
 use crate::limits;
+use crate::node::worker::Worker;
 use crate::s3_error;
-use crate::server::mesh::{Reply, Request};
-use crate::server::sharding::shard_for;
-use crate::server::worker::Worker;
 use crate::storage::object::ObjectTombstone;
-use crate::storage::shard::Shard;
 
 /// Most keys in one `DeleteObjects` request, exactly as AWS.
 pub const DELETE_OBJECTS_KEYS_MAX: usize = 1000;
@@ -55,8 +52,7 @@ pub async fn delete_object(
             key: key.to_owned(),
             deleted_ms,
         })
-        .await
-        .map_err(S3Error::internal)?;
+        .await?;
     Ok(Response::new(StatusCode::NO_CONTENT))
 }
 
@@ -146,7 +142,7 @@ pub async fn delete_objects(
     check_integrity(headers, body.trailers(), &data)?;
     let (objects, quiet) = parse_delete(&data)?;
 
-    let shard_count = worker.mesh.shard_count();
+    let shard_count = worker.shard_count();
     let mut outcomes: Vec<Option<Outcome>> = (0..objects.len()).map(|_| None).collect();
     let mut by_shard: Vec<Vec<(usize, String)>> = vec![Vec::new(); shard_count];
     for (index, object) in objects.iter().enumerate() {
@@ -174,7 +170,7 @@ pub async fn delete_objects(
                 message: "The specified version does not exist.".to_owned(),
             });
         } else {
-            by_shard[shard_for(bucket, key, shard_count)].push((index, key.to_owned()));
+            by_shard[worker.owner_of(bucket, key)].push((index, key.to_owned()));
         }
     }
     let deleted_ms = now_ms();
@@ -185,25 +181,17 @@ pub async fn delete_objects(
         .filter(|(_, keys)| !keys.is_empty())
         .map(|(shard, keys)| {
             let (indexes, keys): (Vec<usize>, Vec<String>) = keys.into_iter().unzip();
-            let request = Request::DeleteKeys {
-                bucket: bucket.to_owned(),
-                keys,
-                deleted_ms,
-            };
             let worker = Rc::clone(worker);
+            let bucket = bucket.to_owned();
             glommio::spawn_local(async move {
-                let reply = worker.mesh.call(&worker, shard, request).await;
+                let reply = worker.delete_keys(shard, &bucket, keys, deleted_ms).await;
                 (indexes, reply)
             })
         })
         .collect();
     for call in calls {
         let (indexes, reply) = call.await;
-        let results = match reply {
-            Ok(Reply::Deleted(results)) => results,
-            Ok(other) => unreachable!("DeleteKeys answered {other:?}"),
-            Err(_) => return Err(s3_error!(ServiceUnavailable, "The server is shutting down")),
-        };
+        let results = reply.map_err(|_| super::shutting_down())?;
         for (index, result) in indexes.into_iter().zip(results) {
             outcomes[index] = Some(match result {
                 Ok(()) => Outcome::Deleted,
@@ -255,39 +243,6 @@ fn delete_result(objects: &[Requested], outcomes: Vec<Option<Outcome>>, quiet: b
     }
     out.push_str("</DeleteResult>");
     out
-}
-
-/// Delete `keys` of `bucket` on this core's shard, all at once (their
-/// tombstones share fsyncs); one result per key, in order.
-pub async fn delete_keys(
-    shard: Rc<Shard>,
-    bucket: String,
-    keys: Vec<String>,
-    deleted_ms: i64,
-) -> Vec<Result<(), String>> {
-    let tasks: Vec<_> = keys
-        .into_iter()
-        .map(|key| {
-            let shard = Rc::clone(&shard);
-            let tombstone = ObjectTombstone {
-                bucket: bucket.clone(),
-                key,
-                deleted_ms,
-            };
-            glommio::spawn_local(async move {
-                shard
-                    .delete(&tombstone)
-                    .await
-                    .map(drop)
-                    .map_err(|error| error.to_string())
-            })
-        })
-        .collect();
-    let mut results = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        results.push(task.await);
-    }
-    results
 }
 
 #[cfg(test)]

@@ -26,10 +26,19 @@
 //!
 //! # `encoding-type=url`
 //!
-//! The keys, the prefix, the delimiter, the marker, `StartAfter` and the
-//! common prefixes are percent-encoded (every byte but the unreserved
-//! characters and `/`), so that keys with characters XML 1.0 cannot carry
-//! reach the client intact; the client decodes them.
+//! Key names in the answer are percent-encoded (every byte but the
+//! unreserved characters and `/`), so that keys with characters XML 1.0
+//! cannot carry reach the client intact; the client decodes them. Which
+//! elements count as key names differs between the versions, as on AWS:
+//!
+//! - v1: `Key`, `CommonPrefixes/Prefix`, `Delimiter`, `Marker` and
+//!   `NextMarker`. The top-level `Prefix` is returned as sent (escaped for
+//!   XML only): botocore, which asks for `encoding-type=url` on every v1
+//!   listing and decodes the answer, decodes exactly the other five and
+//!   never `Prefix`, and ceph's s3-tests (`test_bucket_list_prefix_unreadable`,
+//!   a prefix of `"\n"` through boto3) expect it back unchanged.
+//! - v2: `Key`, `CommonPrefixes/Prefix`, `Delimiter`, `Prefix` and
+//!   `StartAfter`. The continuation tokens are opaque and never encoded.
 //!
 //! - <https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjects.html>
 //! - <https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html>
@@ -44,10 +53,9 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use super::xml::{self, Owner, element, escape_into};
 use super::{Response, S3Request};
 use crate::error::S3Error;
+use crate::node::worker::Worker;
 use crate::s3_error;
-use crate::server::mesh::{Reply, Request};
-use crate::server::worker::Worker;
-use crate::storage::shard::listing::{ListPage, ListQuery, Listed};
+use crate::storage::shard::listing::{ListQuery, Listed};
 
 /// Most entries (keys and common prefixes) in one page, as AWS: a larger
 /// `max-keys` is served as this many.
@@ -160,27 +168,20 @@ async fn collect(
             truncated: false,
         });
     }
-    let shard_count = worker.mesh.shard_count();
+    let shard_count = worker.shard_count();
     let share = params.max_keys.div_ceil(shard_count) + SHARE_MARGIN;
-    let query = |after: Option<String>, limit: usize| {
-        Box::new(ListQuery {
-            bucket: params.bucket.clone(),
-            prefix: params.prefix.clone(),
-            delimiter: params.delimiter.clone(),
-            after,
-            limit,
-        })
+    let query = |after: Option<String>, limit: usize| ListQuery {
+        bucket: params.bucket.clone(),
+        prefix: params.prefix.clone(),
+        delimiter: params.delimiter.clone(),
+        after,
+        limit,
     };
     let first_limit = share.min(params.max_keys);
-    let replies = worker
-        .mesh
-        .call_all(worker, || {
-            Request::ListPage(query(after.clone(), first_limit))
-        })
-        .await;
+    let replies = worker.list_pages(&query(after.clone(), first_limit)).await;
     let mut cursors = Vec::with_capacity(shard_count);
     for reply in replies {
-        let page = page_of(reply)?;
+        let page = reply.map_err(|_| super::shutting_down())?;
         cursors.push(Cursor {
             after: page
                 .entries
@@ -197,15 +198,10 @@ async fn collect(
         for (shard, cursor) in cursors.iter_mut().enumerate() {
             if cursor.buffer.is_empty() && cursor.more {
                 let limit = (params.max_keys - entries.len()).clamp(1, share);
-                let reply = worker
-                    .mesh
-                    .call(
-                        worker,
-                        shard,
-                        Request::ListPage(query(cursor.after.clone(), limit)),
-                    )
-                    .await;
-                let page = page_of(reply)?;
+                let page = worker
+                    .list_page(shard, query(cursor.after.clone(), limit))
+                    .await
+                    .map_err(|_| super::shutting_down())?;
                 if let Some(last) = page.entries.last() {
                     cursor.after = Some(last.position().to_owned());
                 }
@@ -246,14 +242,6 @@ async fn collect(
     }
 }
 
-fn page_of(reply: Result<Reply, crate::server::mesh::MeshClosed>) -> Result<ListPage, S3Error> {
-    match reply {
-        Ok(Reply::ListPage(page)) => Ok(page),
-        Ok(other) => unreachable!("ListPage answered with {other:?}"),
-        Err(_) => Err(s3_error!(ServiceUnavailable, "The server is shutting down")),
-    }
-}
-
 /// `ListObjects` (v1).
 pub async fn list_objects(
     worker: &Rc<Worker>,
@@ -284,7 +272,9 @@ pub fn list_bucket_result_v1(params: &Params, marker: &str, page: &Page, owner: 
     out.push_str(xml::S3_NAMESPACE);
     out.push_str("\">");
     element(&mut out, "Name", &params.bucket);
-    text(&mut out, "Prefix", &params.prefix);
+    // v1 returns its prefix as sent, even under `encoding-type=url` (see
+    // the module documentation).
+    element(&mut out, "Prefix", &params.prefix);
     text(&mut out, "Marker", marker);
     let _ = write!(out, "<MaxKeys>{}</MaxKeys>", params.max_keys);
     if !params.delimiter.is_empty() {
@@ -566,6 +556,51 @@ mod tests {
              <StorageClass>STANDARD</StorageClass></Contents>\
              <CommonPrefixes><Prefix>2024/raw%20dir/</Prefix></CommonPrefixes>\
              <EncodingType>url</EncodingType></ListBucketResult>"
+        );
+    }
+
+    /// Regression (issue 12): v1 percent-encoded its top-level `Prefix`
+    /// under `encoding-type=url`, which AWS returns as sent; a client that
+    /// decodes only what AWS encodes (botocore) saw `%01%0A` for a prefix
+    /// of control characters. The marker, delimiter, keys and common
+    /// prefixes stay encoded; v2 encodes its `Prefix` too.
+    #[test]
+    fn url_encoding_leaves_the_v1_prefix_as_sent_and_encodes_the_v2_prefix() {
+        let params = Params {
+            bucket: "photos".to_owned(),
+            prefix: "\u{1}\n a+b/".to_owned(),
+            delimiter: "+".to_owned(),
+            max_keys: 1,
+            url_encoding: true,
+        };
+        let page = Page {
+            entries: vec![Listed::CommonPrefix("\u{1}\n a+b/c+".to_owned())],
+            truncated: true,
+        };
+        let owner = Owner {
+            id: "abc".to_owned(),
+            display_name: "ringstore".to_owned(),
+        };
+        let v1 = list_bucket_result_v1(&params, "\u{1}\n a", &page, &owner);
+        assert!(
+            v1.contains(
+                "<Prefix>&#1;\n a+b/</Prefix><Marker>%01%0A%20a</Marker>\
+                 <MaxKeys>1</MaxKeys><Delimiter>%2B</Delimiter>\
+                 <IsTruncated>true</IsTruncated>\
+                 <NextMarker>%01%0A%20a%2Bb/c%2B</NextMarker>\
+                 <CommonPrefixes><Prefix>%01%0A%20a%2Bb/c%2B</Prefix></CommonPrefixes>"
+            ),
+            "{v1}"
+        );
+        let v2 = list_bucket_result_v2(&params, &page, None, Some("\u{1}\n a"), None);
+        assert!(
+            v2.contains("<Prefix>%01%0A%20a%2Bb/</Prefix><Delimiter>%2B</Delimiter>"),
+            "{v2}"
+        );
+        assert!(v2.contains("<StartAfter>%01%0A%20a</StartAfter>"), "{v2}");
+        assert!(
+            v2.contains("<CommonPrefixes><Prefix>%01%0A%20a%2Bb/c%2B</Prefix></CommonPrefixes>"),
+            "{v2}"
         );
     }
 

@@ -8,6 +8,7 @@
 //! Adding an operation touches `router.rs` (if it is not routed yet), one
 //! file here, perhaps `xml.rs`, and its test file.
 
+pub mod acl;
 pub mod bucket;
 pub mod checksum;
 pub mod conditions;
@@ -27,8 +28,8 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use crate::error::S3Error;
 use crate::http::body_reader::BodyReader;
 use crate::http::request::RequestHead;
+use crate::node::worker::Worker;
 use crate::s3_error;
-use crate::server::worker::Worker;
 use router::{Endpoint, Route};
 
 /// Everything a handler knows about its request besides the body.
@@ -87,6 +88,51 @@ impl Response {
         self.headers.insert(name, value);
         self
     }
+}
+
+/// A storage failure the client can act on gets its own code; every other
+/// one is internal (its cause is logged).
+impl From<crate::storage::shard::ShardError> for S3Error {
+    fn from(error: crate::storage::shard::ShardError) -> Self {
+        use crate::storage::segment::StorageError;
+        use crate::storage::shard::ShardError;
+        match error {
+            ShardError::Storage(StorageError::NoSpace(why)) => {
+                let mut error = S3Error::new(
+                    crate::error::S3ErrorCode::XMinioStorageFull,
+                    "Storage is full: new object data is refused to keep room for deletes \
+                     and compaction. Delete objects or free disk space, then try again.",
+                );
+                error.source = Some(why.into());
+                error
+            }
+            ShardError::Storage(StorageError::PreviousIo) => S3Error::new(
+                crate::error::S3ErrorCode::ServiceUnavailable,
+                "The storage this key is on failed a write and takes no more writes until \
+                 the server restarts; reads still work.",
+            ),
+            ShardError::Storage(StorageError::Busy(cause)) => {
+                let mut error = S3Error::new(
+                    crate::error::S3ErrorCode::SlowDown,
+                    "Please reduce your request rate.",
+                );
+                error.source = Some(cause.into());
+                error
+            }
+            other => S3Error::internal(other),
+        }
+    }
+}
+
+impl From<crate::storage::segment::StorageError> for S3Error {
+    fn from(error: crate::storage::segment::StorageError) -> Self {
+        crate::storage::shard::ShardError::Storage(error).into()
+    }
+}
+
+/// The answer when another core a request needs is stopping.
+pub(crate) fn shutting_down() -> S3Error {
+    s3_error!(ServiceUnavailable, "The server is shutting down")
 }
 
 /// Read an XML request body (at most `limits::XML_BODY_BYTES_MAX`) into

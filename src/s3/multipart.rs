@@ -35,19 +35,20 @@ use http::{HeaderValue, StatusCode};
 use super::checksum::{self, BodyChecksum};
 use super::list::url_encode;
 use super::put::{
-    check_content_md5, content_md5, now_ms, object_names, object_template, receive_extents,
+    begin_write, check_content_md5, content_md5, now_ms, object_names, object_template,
+    receive_extents,
 };
 use super::xml::{self, XmlEvent, element, malformed_xml};
 use super::{Response, S3Request};
 use crate::error::S3Error;
 use crate::http::body_reader::BodyReader;
 use crate::limits;
+use crate::node::worker::Worker;
 use crate::s3_error;
-use crate::server::mesh::{Reply, Request};
-use crate::server::worker::Worker;
 use crate::storage::md5::Md5;
 use crate::storage::object::{Checksum, ChecksumAlgorithm};
 use crate::storage::object::{ETag, EXTENT_COUNT_MAX, Extent, ObjectBody};
+use crate::storage::shard::UploadGuard;
 use crate::storage::shard::uploads::{
     Completed, CreateUploadError, Upload, UploadError, UploadListed, UploadQuery,
 };
@@ -91,7 +92,8 @@ pub async fn create_multipart_upload(
     request: &S3Request<'_>,
 ) -> Result<Response, S3Error> {
     let (bucket, key) = object_names(worker, request)?;
-    check_bucket(worker, bucket)?;
+    let _write = begin_write(worker, bucket).await?;
+    super::acl::check_canned_acl(&request.head.headers)?;
     let template = object_template(bucket, key, &request.head.headers)?;
     let checksum = checksum_spec(&request.head.headers)?;
     let create = UploadCreate {
@@ -118,7 +120,7 @@ pub async fn create_multipart_upload(
                 uploads_max
             ));
         }
-        Err(CreateUploadError::Storage(error)) => return Err(S3Error::internal(error)),
+        Err(CreateUploadError::Storage(error)) => return Err(S3Error::from(error)),
     }
     let mut out = String::with_capacity(512);
     out.push_str(xml::XML_DECLARATION);
@@ -215,7 +217,7 @@ pub async fn upload_part(
     upload_id: &str,
 ) -> Result<Response, S3Error> {
     let (bucket, key) = object_names(worker, request)?;
-    check_bucket(worker, bucket)?;
+    let _write = begin_write(worker, bucket).await?;
     let shard = worker.shard();
     let Some(spec) = shard.upload_checksum(bucket, key, upload_id) else {
         return Err(no_such_upload(upload_id));
@@ -256,7 +258,7 @@ pub async fn upload_part(
         checksum: Some(part_checksum.clone()),
         extents,
     };
-    store_part(worker, part).await?;
+    store_part(worker, part, &guard).await?;
     drop(guard);
     let etag = HeaderValue::from_str(&ETag::Md5(md5).to_header_value()).expect("hex is ASCII");
     let mut response = Response::new(StatusCode::OK).with_header(http::header::ETAG, etag);
@@ -290,14 +292,18 @@ pub fn part_checksum(
     Ok(body)
 }
 
-/// Store a part on this core's shard (the caller holds an upload guard
-/// until it returns).
-pub async fn store_part(worker: &Rc<Worker>, part: UploadPart) -> Result<(), S3Error> {
+/// Store a part on this core's shard; `guard` is the upload guard that was
+/// taken before its extents were appended.
+pub async fn store_part(
+    worker: &Rc<Worker>,
+    part: UploadPart,
+    guard: &UploadGuard,
+) -> Result<(), S3Error> {
     let upload_id = part.upload_id.clone();
-    match worker.shard().store_part(part).await {
+    match worker.shard().store_part(part, guard).await {
         Ok(()) => Ok(()),
         Err(UploadError::NoSuchUpload) => Err(no_such_upload(&upload_id)),
-        Err(UploadError::Storage(error)) => Err(S3Error::internal(error)),
+        Err(UploadError::Storage(error)) => Err(S3Error::from(error)),
     }
 }
 
@@ -361,7 +367,7 @@ pub async fn complete_multipart_upload(
     upload_id: &str,
 ) -> Result<Response, S3Error> {
     let (bucket, key) = object_names(worker, request)?;
-    check_bucket(worker, bucket)?;
+    let _write = begin_write(worker, bucket).await?;
     let shard = worker.shard();
     let (_memory, body) = super::read_xml_body(worker, body).await?;
     // An `x-amz-checksum-*` header here is the object's, not the body's.
@@ -418,10 +424,7 @@ pub async fn complete_multipart_upload(
         ended_ms: commit.last_modified_ms,
         outcome: UploadOutcome::Completed { etag },
     };
-    shard
-        .end_upload(guard, Some(&commit), &end)
-        .await
-        .map_err(S3Error::internal)?;
+    shard.end_upload(guard, Some(&commit), &end).await?;
     Ok(complete_result(
         request,
         &Completed {
@@ -643,10 +646,7 @@ pub async fn abort_multipart_upload(
         ended_ms: now_ms(),
         outcome: UploadOutcome::Aborted,
     };
-    shard
-        .end_upload(guard, None, &end)
-        .await
-        .map_err(S3Error::internal)?;
+    shard.end_upload(guard, None, &end).await?;
     Ok(Response::new(StatusCode::NO_CONTENT))
 }
 
@@ -801,18 +801,10 @@ pub async fn list_multipart_uploads(
         upload_id_marker: upload_id_marker.clone(),
         limit: max_uploads + 1,
     };
-    let replies = worker
-        .mesh
-        .call_all(worker, || Request::ListUploads(Box::new(query.clone())))
-        .await;
-    let mut all: Vec<UploadListed> = Vec::new();
-    for reply in replies {
-        match reply {
-            Ok(Reply::Uploads(entries)) => all.extend(entries),
-            Ok(other) => unreachable!("ListUploads answered {other:?}"),
-            Err(_) => return Err(s3_error!(ServiceUnavailable, "The server is shutting down")),
-        }
-    }
+    let mut all: Vec<UploadListed> = worker
+        .list_uploads(&query)
+        .await
+        .map_err(|_| super::shutting_down())?;
     all.sort_by_key(position);
     all.dedup();
     // An empty page cannot say where the next one starts, so it is not

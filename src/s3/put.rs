@@ -20,13 +20,15 @@ use super::{Response, S3Request};
 use crate::error::S3Error;
 use crate::http::body_reader::BodyReader;
 use crate::limits;
+use crate::node::worker::BucketWrite;
+use crate::node::worker::Worker;
 use crate::s3_error;
-use crate::server::worker::Worker;
 use crate::storage::md5::Md5;
 use crate::storage::md5_lanes::{Batcher, Md5Stream, Ticket};
 use crate::storage::object::{
     ETag, EXTENT_BYTES_MAX, Extent, INLINE_BYTES_MAX, ObjectBody, ObjectCommit,
 };
+use crate::storage::segment::{Space, StorageError};
 use crate::storage::shard::Shard;
 
 pub async fn put_object(
@@ -35,10 +37,9 @@ pub async fn put_object(
     body: &mut BodyReader<'_>,
 ) -> Result<Response, S3Error> {
     let (bucket, key) = object_names(worker, request)?;
-    if !worker.catalog().buckets.contains_key(bucket) {
-        return Err(super::bucket::no_such_bucket(bucket));
-    }
+    let _write = begin_write(worker, bucket).await?;
     let headers = &request.head.headers;
+    super::acl::check_canned_acl(headers)?;
     let size = body.declared_len().ok_or_else(|| {
         s3_error!(
             MissingContentLength,
@@ -89,12 +90,32 @@ pub async fn put_object(
     }
     commit.etag = ETag::Md5(digest);
     commit.last_modified_ms = now_ms();
-    shard.commit(&commit).await.map_err(S3Error::internal)?;
+    shard.commit(&commit, upload.as_ref()).await?;
     drop(upload);
     let etag = HeaderValue::from_str(&commit.etag.to_header_value()).expect("hex is ASCII");
     let mut response = Response::new(StatusCode::OK).with_header(http::header::ETAG, etag);
     super::checksum::insert_headers(&mut response.headers, &commit.checksums, 0);
     Ok(response)
+}
+
+/// Begin a write of new object data into `bucket` on this core: the
+/// bucket must exist (and is not deleted while the guard lives, see
+/// `Worker::begin_bucket_write`), and the shard must be able to take new
+/// data. Checked before any body byte is read, so that a client that
+/// waits for `100 Continue` never sends a body that would be refused.
+pub(super) async fn begin_write(worker: &Rc<Worker>, bucket: &str) -> Result<BucketWrite, S3Error> {
+    let write = worker
+        .begin_bucket_write(bucket)
+        .await
+        .ok_or_else(|| super::bucket::no_such_bucket(bucket))?;
+    let shard = worker.shard();
+    if shard.write_failure().is_some() {
+        return Err(StorageError::PreviousIo.into());
+    }
+    if !shard.has_room_for_data() {
+        return Err(StorageError::NoSpace("the disk is full".to_owned()).into());
+    }
+    Ok(write)
 }
 
 /// The object-to-be of a `PutObject` or `CreateMultipartUpload`: its names,
@@ -165,12 +186,7 @@ pub(super) async fn receive_extents(
         if received > size {
             break;
         }
-        extents.push(
-            shard
-                .append_data(&buffer[..filled])
-                .await
-                .map_err(S3Error::internal)?,
-        );
+        extents.push(shard.append_data(&buffer[..filled], Space::Data).await?);
         if let Some(ticket) = hashing.take() {
             // The next piece is already here: waiting now would only
             // stall this upload.
@@ -249,7 +265,7 @@ pub fn object_names<'a>(
     match (&request.route.bucket, &request.route.key) {
         (Some(bucket), Some(key)) => {
             assert_eq!(
-                crate::server::sharding::shard_for(bucket, key, worker.mesh.shard_count()),
+                worker.owner_of(bucket, key),
                 worker.shard_id(),
                 "an object request ran on a shard that does not own it"
             );
@@ -349,18 +365,26 @@ fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, S3Erro
     Ok(joined)
 }
 
-/// Content-Encoding without the `aws-chunked` coding, which describes the
-/// request framing and never the stored object (S3-SCOPE.md).
+/// The Content-Encoding to store: the header exactly as sent (`deflate,
+/// gzip` stays `deflate, gzip`), less the `aws-chunked` coding, which
+/// describes the request framing and never the stored object (S3-SCOPE.md).
+/// Only when `aws-chunked` is listed are the codings split; the others
+/// keep their own text and the separators that followed them.
 fn stored_content_encoding(headers: &HeaderMap) -> Result<Option<String>, S3Error> {
     let Some(value) = header_text(headers, "content-encoding")? else {
         return Ok(None);
     };
-    let kept: Vec<&str> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("aws-chunked"))
-        .collect();
-    Ok((!kept.is_empty()).then(|| kept.join(",")))
+    let is_framing = |coding: &&str| coding.trim().eq_ignore_ascii_case("aws-chunked");
+    let stored = if value.split(',').any(|coding| is_framing(&coding)) {
+        let kept: Vec<&str> = value
+            .split(',')
+            .filter(|coding| !is_framing(coding))
+            .collect();
+        kept.join(",").trim().to_owned()
+    } else {
+        value
+    };
+    Ok((!stored.trim().is_empty()).then_some(stored))
 }
 
 /// `x-amz-meta-*` headers, names without the prefix, within AWS's 2 KiB.
@@ -395,4 +419,56 @@ pub(super) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(values: &[&str]) -> Option<String> {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("content-encoding", HeaderValue::from_str(value).unwrap());
+        }
+        stored_content_encoding(&headers).unwrap()
+    }
+
+    /// Regression (issue 12): the kept codings were re-joined with `,`, so
+    /// `deflate, gzip` came back as `deflate,gzip`.
+    #[test]
+    fn content_encoding_is_kept_as_sent_less_aws_chunked() {
+        assert_eq!(stored(&[]), None);
+        assert_eq!(stored(&["gzip"]).as_deref(), Some("gzip"));
+        assert_eq!(stored(&["deflate, gzip"]).as_deref(), Some("deflate, gzip"));
+        assert_eq!(stored(&["deflate,gzip"]).as_deref(), Some("deflate,gzip"));
+        assert_eq!(
+            stored(&["deflate ,  gzip"]).as_deref(),
+            Some("deflate ,  gzip")
+        );
+        assert_eq!(stored(&["aws-chunked"]), None);
+        assert_eq!(stored(&["AWS-Chunked ,"]), None);
+        assert_eq!(stored(&[""]), None);
+        assert_eq!(
+            stored(&["aws-chunked, deflate, gzip"]).as_deref(),
+            Some("deflate, gzip")
+        );
+        assert_eq!(stored(&["aws-chunked,gzip"]).as_deref(), Some("gzip"));
+        assert_eq!(
+            stored(&["deflate, aws-chunked, gzip"]).as_deref(),
+            Some("deflate, gzip")
+        );
+        assert_eq!(
+            stored(&["deflate, gzip, aws-chunked"]).as_deref(),
+            Some("deflate, gzip")
+        );
+        // Several header lines are one list (RFC 9110, 5.3).
+        assert_eq!(
+            stored(&["aws-chunked", "deflate, gzip"]).as_deref(),
+            Some("deflate, gzip")
+        );
+        assert_eq!(
+            stored(&["deflate", "gzip"]).as_deref(),
+            Some("deflate, gzip")
+        );
+    }
 }

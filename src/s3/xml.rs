@@ -9,8 +9,6 @@
 //!
 //! Reference: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_Operations_Amazon_Simple_Storage_Service.html>
 
-use std::fmt::Write as _;
-
 use quick_xml::events::Event;
 
 use crate::error::S3Error;
@@ -19,35 +17,7 @@ use crate::s3_error;
 pub const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
 pub const S3_NAMESPACE: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 
-/// Append `text` to `out`, escaped for XML element content and attribute
-/// values. Carriage returns and control characters are written as numeric
-/// character references so that a parser gives back exactly the same key
-/// (a literal CR would be normalized away by any XML parser).
-pub fn escape_into(out: &mut String, text: &str) {
-    let mut last = 0;
-    for (index, byte) in text.bytes().enumerate() {
-        let replacement = match byte {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            b'>' => "&gt;",
-            b'"' => "&quot;",
-            b'\'' => "&apos;",
-            b'\r' => "&#13;",
-            b'\t' | b'\n' => continue,
-            0..=0x1f => {
-                out.push_str(&text[last..index]);
-                let _ = write!(out, "&#{byte};");
-                last = index + 1;
-                continue;
-            }
-            _ => continue,
-        };
-        out.push_str(&text[last..index]);
-        out.push_str(replacement);
-        last = index + 1;
-    }
-    out.push_str(&text[last..]);
-}
+pub use crate::error::escape_into;
 
 /// Unix milliseconds as AWS writes timestamps in XML: `2009-10-12T17:50:30.000Z`.
 #[must_use]
@@ -71,13 +41,7 @@ pub fn element(out: &mut String, name: &str, text: &str) {
     out.push('>');
 }
 
-/// The owner of every bucket and object: ringstore has one tenant, named
-/// after the access key that is configured.
-#[derive(Debug, Clone)]
-pub struct Owner {
-    pub id: String,
-    pub display_name: String,
-}
+pub use crate::auth::Owner;
 
 /// One bucket in `ListAllMyBucketsResult`.
 pub struct ListedBucket<'a> {

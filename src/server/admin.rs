@@ -4,7 +4,9 @@
 //! connection:
 //! - `/health/live`: 200 while the process serves at all.
 //! - `/health/ready`: 200 only when every shard answers a ping over the mesh
-//!   within `READY_TIMEOUT`, else 503.
+//!   within `READY_TIMEOUT` and still takes writes, else 503, naming each
+//!   core that does not and why (a core whose segment write or fdatasync
+//!   failed stops taking writes until a restart, and serves reads).
 //! - `/metrics`: every shard's counters, gathered over the mesh and rendered
 //!   in the Prometheus text format.
 //!
@@ -18,12 +20,12 @@ use std::time::Duration;
 use glommio::net::TcpListener;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use super::mesh::{Reply, Request};
 use super::metrics::render_prometheus;
-use super::worker::Worker;
 use crate::http::io::{ConnIo, deadline_in};
 use crate::http::request::parse_head;
 use crate::limits;
+use crate::node::worker::MeshClosed;
+use crate::node::worker::Worker;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 const ADMIN_HEAD_TIMEOUT_MS: u64 = 5_000;
@@ -87,17 +89,10 @@ async fn answer(worker: Rc<Worker>, mut io: ConnIo) {
         ),
         Some(head) => match head.path.as_str() {
             "/health/live" => (StatusCode::OK, "text/plain", "live\n".to_owned()),
-            "/health/ready" => {
-                if ready(&worker).await {
-                    (StatusCode::OK, "text/plain", "ready\n".to_owned())
-                } else {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "text/plain",
-                        "not ready\n".to_owned(),
-                    )
-                }
-            }
+            "/health/ready" => match ready(&worker).await {
+                Ok(()) => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
+                Err(why) => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", why),
+            },
             "/metrics" => (
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
@@ -123,29 +118,82 @@ async fn answer(worker: Rc<Worker>, mut io: ConnIo) {
     io.close().await;
 }
 
-/// Ready when every shard answers a ping in time and none is stopping.
-async fn ready(worker: &Rc<Worker>) -> bool {
+/// Ready when every shard answers a ping in time and takes writes, and
+/// none is stopping; otherwise the reasons, one line per core.
+async fn ready(worker: &Rc<Worker>) -> Result<(), String> {
     if worker.is_stopping() {
-        return false;
+        return Err("not ready: stopping\n".to_owned());
     }
     let replies = glommio::timer::timeout(READY_TIMEOUT, async {
-        Ok(worker.mesh.call_all(worker, || Request::Ping).await)
+        Ok(worker.health_everywhere().await)
     })
     .await;
-    match replies {
-        Ok(replies) => replies.iter().all(|reply| matches!(reply, Ok(Reply::Done))),
-        Err(_) => false,
+    let Ok(replies) = replies else {
+        return Err(format!(
+            "not ready: a core did not answer within {READY_TIMEOUT:?}\n"
+        ));
+    };
+    readiness(&replies)
+}
+
+/// The readiness verdict from every core's answer to a ping: `Err` with
+/// one line per core that did not answer or takes no writes.
+fn readiness(replies: &[Result<Option<String>, MeshClosed>]) -> Result<(), String> {
+    use std::fmt::Write as _;
+    let mut why = String::new();
+    for (core, reply) in replies.iter().enumerate() {
+        match reply {
+            Ok(None) => {}
+            Ok(Some(failure)) => {
+                let _ = writeln!(
+                    why,
+                    "not ready: core {core} takes no writes after a failed disk write \
+                     ({failure}); it still serves reads. Check the disk (kernel log, SMART), \
+                     then restart ringstore: it recovers every acknowledged write from the disk."
+                );
+            }
+            Err(MeshClosed) => {
+                let _ = writeln!(why, "not ready: core {core} did not answer");
+            }
+        }
     }
+    if why.is_empty() { Ok(()) } else { Err(why) }
 }
 
 async fn metrics(worker: &Rc<Worker>) -> String {
-    let replies = worker.mesh.call_all(worker, || Request::Metrics).await;
-    let snapshots: Vec<_> = replies
+    let snapshots: Vec<_> = worker
+        .metrics_everywhere()
+        .await
         .into_iter()
-        .map(|reply| match reply {
-            Ok(Reply::Metrics(snapshot)) => *snapshot,
-            _ => super::metrics::MetricsSnapshot::default(),
-        })
+        .map(Result::unwrap_or_default)
         .collect();
     render_prometheus(&snapshots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_names_every_core_that_takes_no_writes() {
+        assert_eq!(readiness(&[Ok(None), Ok(None)]), Ok(()));
+        let why = readiness(&[
+            Ok(None),
+            Ok(Some("seg-00000007: Input/output error".to_owned())),
+            Err(MeshClosed),
+        ])
+        .unwrap_err();
+        let lines: Vec<&str> = why.lines().collect();
+        assert_eq!(lines.len(), 2, "{why}");
+        assert!(
+            lines[0].starts_with("not ready: core 1 takes no writes"),
+            "{why}"
+        );
+        assert!(
+            lines[0].contains("seg-00000007: Input/output error"),
+            "{why}"
+        );
+        assert!(lines[0].contains("restart ringstore"), "{why}");
+        assert_eq!(lines[1], "not ready: core 2 did not answer");
+    }
 }

@@ -13,14 +13,15 @@ use std::time::Duration;
 
 use glommio::net::{TcpListener, TcpStream};
 
-use super::worker::Worker;
-use crate::http::conn;
 use crate::http::io::ConnIo;
+use crate::node::worker::Worker;
+use crate::server::conn;
+use crate::server::conn::Context;
 
 /// Time allowed to tell a refused client why before closing.
 const REFUSAL_WRITE_MS: u64 = 1_000;
 
-pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
+pub async fn accept_loop(context: Rc<Context>, listener: TcpListener) {
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
@@ -32,21 +33,37 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
             }
         };
         let _ = stream.set_nodelay(true);
-        if worker.try_open_connection() {
-            let worker = worker.clone();
-            glommio::spawn_local(async move {
-                conn::serve(worker.clone(), ConnIo::new(stream)).await;
-                worker.close_connection();
-            })
-            .detach();
-        } else {
-            glommio::spawn_local(refuse(worker.clone(), stream)).detach();
-        }
+        serve_or_refuse(&context, stream, &[]);
+    }
+}
+
+/// Take a connection handed over by another core: it counts against this
+/// core's limit like one it accepted (otherwise heads naming keys of one
+/// core could pile connections on it without bound).
+pub fn adopt(context: &Rc<Context>, stream: TcpStream, buffered: &[u8]) {
+    serve_or_refuse(context, stream, buffered);
+}
+
+/// Serve `stream` (whose first `buffered` bytes were already read) if the
+/// core has a connection slot free, else refuse it.
+fn serve_or_refuse(context: &Rc<Context>, stream: TcpStream, buffered: &[u8]) {
+    let worker = &context.worker;
+    if worker.try_open_connection() {
+        let context = Rc::clone(context);
+        let io = ConnIo::with_buffered(stream, buffered);
+        glommio::spawn_local(async move {
+            let worker = Rc::clone(&context.worker);
+            conn::serve(context, io).await;
+            worker.close_connection();
+        })
+        .detach();
+    } else {
+        glommio::spawn_local(refuse(worker.clone(), stream)).detach();
     }
 }
 
 /// Answer `503 SlowDown` without reading the request, and close.
-pub(super) async fn refuse(worker: Rc<Worker>, stream: TcpStream) {
+async fn refuse(worker: Rc<Worker>, stream: TcpStream) {
     let request_id = worker.next_request_id();
     let error = crate::s3_error!(SlowDown, "Please reduce your request rate.");
     let body = error.to_xml(&request_id);

@@ -1,15 +1,16 @@
-//! The thread-per-core server: executors, the mesh between them, listeners.
+//! The server around the store: executors, listeners, connections, the
+//! admin endpoint.
 //!
-//! `runtime` starts one executor per core; each runs a [`worker::Worker`]
-//! that owns that core's state, accepts on its own listener (`listener`),
-//! and talks to other cores only through `mesh`. `sharding` is the one
-//! place that maps (bucket, key) to a shard. `admin` serves health and
-//! metrics (gathered per core by `metrics`).
+//! `runtime` starts one executor per core; each builds the core's
+//! [`Worker`](crate::node::worker::Worker) (the `node` layer: what one core
+//! owns, and the mesh to the others), accepts on its own listener
+//! (`listener`), and serves each connection (`conn`: read a head,
+//! authenticate, route, hand the connection to the core that owns the key,
+//! dispatch to `s3`). `admin` serves health and metrics (rendered by
+//! `metrics`).
 
 pub mod admin;
+pub mod conn;
 pub mod listener;
-pub mod mesh;
 pub mod metrics;
 pub mod runtime;
-pub mod sharding;
-pub mod worker;

@@ -36,12 +36,12 @@ use std::time::{Duration, Instant};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use super::mesh::Mesh;
-use super::worker::{SharedSetup, Worker};
+use crate::auth::Owner;
 use crate::auth::{CredentialStore, Credentials};
 use crate::config::{Config, CredentialSource, resolve_credentials};
 use crate::limits;
-use crate::s3::xml::Owner;
+use crate::node::mesh::Mesh;
+use crate::node::worker::{SharedSetup, Worker};
 use crate::storage::catalog::Catalog;
 
 /// A failure at start, as one sentence for the operator.
@@ -113,7 +113,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         .map_err(|error| StartError(format!("no random source: {error}")))?;
     let setup = Arc::new(SharedSetup {
         config: Arc::new(config.clone()),
-        owner: owner_for(&credentials),
+        owner: Owner::of(&credentials),
         credentials: Arc::new(std::iter::once(credentials).collect::<CredentialStore>()),
         catalog: Arc::new(catalog),
         request_id_prefix: u32::from_le_bytes(random),
@@ -199,7 +199,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
 /// Everything one core does from start to stop.
 async fn serve_core(
     setup: &Arc<SharedSetup>,
-    mesh: MeshBuilder<super::mesh::Message, glommio::channels::channel_mesh::Full>,
+    mesh: MeshBuilder<crate::node::mesh::Message, glommio::channels::channel_mesh::Full>,
     listener_fd: RawFd,
     admin_fd: Option<RawFd>,
     stop: &Arc<StopFlags>,
@@ -211,6 +211,7 @@ async fn serve_core(
     let shard_dir = crate::storage::shard::shard_dir(&setup.config.data_dir, worker.shard_id());
     let options = crate::storage::segment::WriterOptions {
         segment_bytes_max: setup.config.segment_bytes,
+        reserved_bytes: setup.config.reserved_space_bytes,
         ..crate::storage::segment::WriterOptions::default()
     };
     match crate::storage::shard::Shard::open_with(&shard_dir, options).await {
@@ -232,6 +233,22 @@ async fn serve_core(
             return;
         }
     }
+    let context = Rc::new(super::conn::Context {
+        worker: worker.clone(),
+        router: crate::s3::router::RouterConfig {
+            domains: setup.config.virtual_host_domains.clone(),
+        },
+    });
+    // Connections other cores hand over run here like accepted ones, from
+    // before this core reports itself started (another core may hand one
+    // over as soon as it serves) until it stops. (Weak: the worker holds
+    // the handler; `context` lives to the end of this function.)
+    let adopting = Rc::downgrade(&context);
+    worker.set_connection_handler(Rc::new(move |stream, buffered| {
+        if let Some(context) = adopting.upgrade() {
+            super::listener::adopt(&context, stream, &buffered);
+        }
+    }));
     let _ = events.send(CoreEvent::Started);
     while !stop.serve.load(Ordering::Acquire) {
         if stop.stop.load(Ordering::Acquire) {
@@ -242,7 +259,8 @@ async fn serve_core(
     // SAFETY: the fd is a listening TCP socket created by `bind_s3_listeners`
     // and handed to this core alone; ownership moves into the listener.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
-    let accept_task = glommio::spawn_local(super::listener::accept_loop(worker.clone(), listener));
+    let accept_task =
+        glommio::spawn_local(super::listener::accept_loop(Rc::clone(&context), listener));
     let admin_task = admin_fd.map(|fd| {
         // SAFETY: as above, for the admin listening socket.
         let admin = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
@@ -476,16 +494,6 @@ fn announce_credentials(config: &Config, credentials: &Credentials, source: &Cre
             println!("  access key id:     {}", credentials.access_key_id);
             println!("  secret access key: {}", credentials.secret_access_key);
         }
-    }
-}
-
-/// The owner shown in listings: one tenant, named after its access key.
-fn owner_for(credentials: &Credentials) -> Owner {
-    use sha2::Digest as _;
-    let id = hex::encode(sha2::Sha256::digest(credentials.access_key_id.as_bytes()));
-    Owner {
-        id,
-        display_name: credentials.access_key_id.clone(),
     }
 }
 

@@ -4,7 +4,7 @@
 //! `<data-dir>/catalog`, rewritten whole on every change. Shard 0 owns it:
 //! it is the only writer, and after each durable change it sends a copy to
 //! every other shard, which answer bucket lookups from their copy without
-//! crossing cores (see `server::shard`).
+//! crossing cores (see `node::worker`).
 //!
 //! # File format (little-endian)
 //!
@@ -57,6 +57,10 @@ pub struct Catalog {
 #[derive(Debug)]
 pub enum CatalogError {
     Io(std::io::Error),
+    /// A change failed before the new catalog replaced the old one (a full
+    /// disk, say): the old catalog rules, and the change may be tried
+    /// again.
+    NotStored(std::io::Error),
     /// The file is damaged: its checksum or framing does not match.
     Corrupted(String),
 }
@@ -65,6 +69,7 @@ impl std::fmt::Display for CatalogError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Io(error) => write!(f, "bucket catalog I/O error: {error}"),
+            Self::NotStored(error) => write!(f, "bucket catalog not written: {error}"),
             Self::Corrupted(what) => write!(f, "bucket catalog is damaged: {what}"),
         }
     }
@@ -159,9 +164,14 @@ impl Catalog {
         let path = data_dir.join(CATALOG_FILE);
         let bytes = self.encode();
         glommio::executor()
-            .spawn_blocking(move || crate::storage::fs::write_file_durably(&path, &bytes))
+            .spawn_blocking(move || crate::storage::fs::replace_file_durably(&path, &bytes))
             .await
-            .map_err(CatalogError::Io)
+            .map_err(|error| match error {
+                crate::storage::fs::ReplaceError::NotReplaced(error) => {
+                    CatalogError::NotStored(error)
+                }
+                crate::storage::fs::ReplaceError::Unsure(error) => CatalogError::Io(error),
+            })
     }
 }
 

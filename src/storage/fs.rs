@@ -185,13 +185,44 @@ pub fn create_dir_all(path: &Path) -> io::Result<()> {
 /// renamed over `path`, and the directory synced. A crash leaves either the
 /// old file or the new one, and at worst a stray `.tmp`.
 pub fn write_file_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace_file_durably(path, bytes).map_err(|error| match error {
+        ReplaceError::NotReplaced(error) | ReplaceError::Unsure(error) => error,
+    })
+}
+
+/// How [`replace_file_durably`] failed.
+#[derive(Debug)]
+pub enum ReplaceError {
+    /// Before the rename: `path` is the old file, on disk and for readers.
+    /// Trying again later is safe (a full disk, say).
+    NotReplaced(io::Error),
+    /// The directory sync after the rename failed: readers see the new
+    /// file, but whether a crash would keep it is unknown.
+    Unsure(io::Error),
+}
+
+impl std::fmt::Display for ReplaceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotReplaced(error) => write!(f, "{error} (the file was not replaced)"),
+            Self::Unsure(error) => write!(f, "{error} (after the rename)"),
+        }
+    }
+}
+
+/// [`write_file_durably`], telling a failure before the rename from one
+/// after it.
+pub fn replace_file_durably(path: &Path, bytes: &[u8]) -> Result<(), ReplaceError> {
     let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp)?;
-    io::Write::write_all(&mut file, bytes)?;
-    file.sync_all()?;
-    drop(file);
-    rename(&tmp, path)?;
-    sync_dir(parent_of(path))
+    let write = || -> io::Result<()> {
+        let mut file = File::create(&tmp)?;
+        io::Write::write_all(&mut file, bytes)?;
+        file.sync_all()?;
+        drop(file);
+        rename(&tmp, path)
+    };
+    write().map_err(ReplaceError::NotReplaced)?;
+    sync_dir(parent_of(path)).map_err(ReplaceError::Unsure)
 }
 
 /// Rename `from` to `to` (atomic within one directory); not durable until
@@ -232,6 +263,60 @@ pub fn open_read(path: &Path) -> io::Result<std::fs::File> {
 pub fn read(path: &Path) -> io::Result<Vec<u8>> {
     hook::check(Op::Open, path)?;
     std::fs::read(path)
+}
+
+/// Bytes of the file system holding `path` that an unprivileged writer may
+/// still use (`statvfs`: available blocks times the fragment size). The
+/// blocks a file system keeps for root are not counted: they are the
+/// operator's margin, not ours.
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: statvfs is plain data that the call fills in.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a pointer to the struct above.
+    if unsafe { libc::statvfs(path.as_ptr(), &raw mut stats) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(
+        clippy::useless_conversion,
+        reason = "the field types differ between targets"
+    )]
+    Ok(u64::from(stats.f_bavail).saturating_mul(u64::from(stats.f_frsize)))
+}
+
+/// Whether `error` says the file system is full or the quota is used up:
+/// a state that passes once space is freed, not damage.
+#[must_use]
+pub fn is_out_of_space(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || matches!(
+            error.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        )
+}
+
+/// Whether `error` says the process or the system is out of file
+/// descriptors or kernel memory for the moment: nothing happened, and
+/// trying again later can work.
+#[must_use]
+pub fn is_resource_shortage(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM)
+    )
+}
+
+/// glommio's error as the `io::Error` it wraps, keeping the OS error code
+/// (its own conversion keeps only the kind, and the kind of `EMFILE` says
+/// nothing).
+fn from_glommio(error: glommio::GlommioError<()>) -> io::Error {
+    match error {
+        glommio::GlommioError::IoError(error)
+        | glommio::GlommioError::EnhancedIoError { source: error, .. } => error,
+        other => other.into(),
+    }
 }
 
 fn parent_of(path: &Path) -> &Path {
@@ -334,7 +419,8 @@ impl DmaSegmentFile {
             .write(true)
             .create_new(true)
             .dma_open(path)
-            .await?;
+            .await
+            .map_err(from_glommio)?;
         hook::record(started, path, || Event::Create {
             path: path.to_owned(),
         });
@@ -351,7 +437,8 @@ impl DmaSegmentFile {
             .read(true)
             .write(true)
             .dma_open(path)
-            .await?;
+            .await
+            .map_err(from_glommio)?;
         Ok(DmaSegmentFile {
             file,
             path: path.to_owned(),
@@ -361,7 +448,7 @@ impl DmaSegmentFile {
     /// Open the existing file `path` for reading only (the offline check).
     pub async fn open_read_only(path: &Path) -> io::Result<DmaSegmentFile> {
         hook::check(Op::Open, path)?;
-        let file = DmaFile::open(path).await?;
+        let file = DmaFile::open(path).await.map_err(from_glommio)?;
         Ok(DmaSegmentFile {
             file,
             path: path.to_owned(),
@@ -394,21 +481,25 @@ impl DmaSegmentFile {
         };
         #[cfg(test)]
         let data = buffer.as_ref().to_vec();
-        let result = self.file.write_at(buffer, offset).await;
+        let result = self
+            .file
+            .write_at(buffer, offset)
+            .await
+            .map_err(from_glommio);
         #[cfg(test)]
         self.record_write(started, &data, offset, result.is_err());
         #[cfg(not(test))]
         let _ = started;
-        Ok(result?)
+        result
     }
 
     pub async fn read_at(&self, offset: u64, len: usize) -> io::Result<ReadResult> {
-        Ok(self.file.read_at(offset, len).await?)
+        self.file.read_at(offset, len).await.map_err(from_glommio)
     }
 
     pub async fn fdatasync(&self) -> io::Result<()> {
         let started = hook::check(Op::SyncFile, &self.path)?;
-        self.file.fdatasync().await?;
+        self.file.fdatasync().await.map_err(from_glommio)?;
         hook::record(started, &self.path, || Event::SyncFile {
             path: self.path.clone(),
         });
@@ -417,7 +508,7 @@ impl DmaSegmentFile {
 
     pub async fn truncate(&self, len: u64) -> io::Result<()> {
         let started = hook::check(Op::Truncate, &self.path)?;
-        self.file.truncate(len).await?;
+        self.file.truncate(len).await.map_err(from_glommio)?;
         hook::record(started, &self.path, || Event::Truncate {
             path: self.path.clone(),
             len,
@@ -430,15 +521,18 @@ impl DmaSegmentFile {
     /// writes into them cannot fail for want of space.
     pub async fn allocate(&self, len: u64) -> io::Result<()> {
         hook::check(Op::Allocate, &self.path)?;
-        Ok(self.file.pre_allocate(len, true).await?)
+        self.file
+            .pre_allocate(len, true)
+            .await
+            .map_err(from_glommio)
     }
 
     pub async fn file_len(&self) -> io::Result<u64> {
-        Ok(self.file.file_size().await?)
+        self.file.file_size().await.map_err(from_glommio)
     }
 
     pub async fn close(self) -> io::Result<()> {
-        Ok(self.file.close().await?)
+        self.file.close().await.map_err(from_glommio)
     }
 
     fn record_write(&self, started: hook::Started, bytes: &[u8], offset: u64, failed: bool) {

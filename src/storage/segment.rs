@@ -219,6 +219,14 @@ pub enum StorageError {
     /// An earlier write or fdatasync failed; this writer accepts nothing
     /// more until the shard restarts and recovers.
     PreviousIo,
+    /// No room for this record: the file system is full (or over quota),
+    /// or new object data would eat into the space reserved for deletes and
+    /// compaction. Nothing was made durable; the writer goes on, and
+    /// appends succeed again once space returns.
+    NoSpace(String),
+    /// The operating system is short of a resource for the moment (file
+    /// descriptors): nothing was written, the writer goes on.
+    Busy(io::Error),
     /// A payload larger than one record can hold (or than a segment of
     /// this writer's size can hold).
     TooLarge { len: usize, max: u64 },
@@ -241,6 +249,8 @@ impl std::fmt::Display for StorageError {
                 f,
                 "an earlier segment write or fdatasync failed; the shard must restart"
             ),
+            Self::NoSpace(why) => write!(f, "no space for new records: {why}"),
+            Self::Busy(error) => write!(f, "segment I/O refused for now: {error}"),
             Self::TooLarge { len, max } => {
                 write!(f, "record payload of {len} bytes is larger than {max}")
             }
@@ -251,7 +261,7 @@ impl std::fmt::Display for StorageError {
 impl std::error::Error for StorageError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Io(error) => Some(error),
+            Self::Io(error) | Self::Busy(error) => Some(error),
             _ => None,
         }
     }
@@ -289,6 +299,9 @@ pub trait SegmentFile {
     async fn fdatasync(&self) -> io::Result<()>;
     /// Set the file's length.
     async fn truncate(&self, len: u64) -> io::Result<()>;
+    /// Reserve disk space for the first `len` bytes, keeping the length,
+    /// so that writes there cannot run out of space.
+    async fn allocate(&self, len: u64) -> io::Result<()>;
     /// The file's length.
     async fn file_len(&self) -> io::Result<u64>;
 }
@@ -301,11 +314,16 @@ pub trait SegmentFile {
 pub trait SegmentDir {
     type File: SegmentFile;
 
-    /// Create a new, empty segment file (it must not exist), and return
-    /// once its directory entry is durable.
-    async fn create(&self, segment: SegmentId) -> io::Result<Self::File>;
+    /// Create a new, empty segment file with disk space reserved for
+    /// `allocate` bytes, and return once its directory entry is durable.
+    /// If it fails, no file is left behind (or only an empty one, which a
+    /// later `create` of the same segment reuses).
+    async fn create(&self, segment: SegmentId, allocate: u64) -> io::Result<Self::File>;
     /// Open an existing segment file for reading and writing.
     async fn open(&self, segment: SegmentId) -> io::Result<Self::File>;
+    /// Bytes the file system holding the segments has free for us, if it
+    /// can tell.
+    fn free_bytes(&self) -> io::Result<Option<u64>>;
 }
 
 impl SegmentFile for DmaSegmentFile {
@@ -330,6 +348,10 @@ impl SegmentFile for DmaSegmentFile {
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
         DmaSegmentFile::truncate(self, len).await
+    }
+
+    async fn allocate(&self, len: u64) -> io::Result<()> {
+        DmaSegmentFile::allocate(self, len).await
     }
 
     async fn file_len(&self) -> io::Result<u64> {
@@ -359,9 +381,37 @@ impl DmaSegmentDir {
 impl SegmentDir for DmaSegmentDir {
     type File = DmaSegmentFile;
 
-    async fn create(&self, segment: SegmentId) -> io::Result<DmaSegmentFile> {
-        let file = DmaSegmentFile::create_new(&self.path.join(segment_file_name(segment))).await?;
+    async fn create(&self, segment: SegmentId, allocate: u64) -> io::Result<DmaSegmentFile> {
+        let path = self.path.join(segment_file_name(segment));
+        let file = match DmaSegmentFile::create_new(&path).await {
+            Ok(file) => file,
+            // An empty file left by a creation that failed after it made
+            // the file: take it over.
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                let file = DmaSegmentFile::open(&path).await?;
+                if file.file_len().await? != 0 {
+                    return Err(error);
+                }
+                file
+            }
+            Err(error) => return Err(error),
+        };
         check_alignment(&file)?;
+        // Reserve the whole segment now, so that a full file system refuses
+        // the segment here, before any record is in it, and never a write
+        // in the middle of one (a file system without `fallocate` writes
+        // without the reservation).
+        match file.allocate(allocate).await {
+            Ok(()) => {}
+            Err(error) if error.raw_os_error() == Some(libc::EOPNOTSUPP) => {}
+            Err(error) => {
+                drop(file);
+                if fs::remove_file(&path).is_ok() {
+                    let _ = fs::sync_dir_async(&self.path).await;
+                }
+                return Err(error);
+            }
+        }
         // The new file must still exist after a crash: sync its directory
         // entry before the first record is appended to it.
         fs::sync_dir_async(&self.path).await?;
@@ -372,6 +422,10 @@ impl SegmentDir for DmaSegmentDir {
         let file = DmaSegmentFile::open(&self.path.join(segment_file_name(segment))).await?;
         check_alignment(&file)?;
         Ok(file)
+    }
+
+    fn free_bytes(&self) -> io::Result<Option<u64>> {
+        fs::free_bytes(&self.path).map(Some)
     }
 }
 
@@ -436,6 +490,10 @@ fn to_usize(value: u64) -> usize {
 pub struct WriterOptions {
     pub segment_bytes_max: u64,
     pub write_buffer_bytes: usize,
+    /// Free space kept for [`Space::Reserve`] appends: a segment for new
+    /// object data is started only if the file system has this much free
+    /// besides the segment itself.
+    pub reserved_bytes: u64,
 }
 
 impl Default for WriterOptions {
@@ -443,6 +501,7 @@ impl Default for WriterOptions {
         WriterOptions {
             segment_bytes_max: SEGMENT_BYTES_MAX,
             write_buffer_bytes: WRITE_BUFFER_BYTES,
+            reserved_bytes: 0,
         }
     }
 }
@@ -464,8 +523,21 @@ impl WriterOptions {
     }
 }
 
+/// Which free space an append may take when it needs a new segment
+/// (DESIGN.md, *Faults*: a full disk is a state, not a failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Space {
+    /// New object data, new uploads and their parts: refused with
+    /// [`StorageError::NoSpace`] before the reserve would be touched.
+    Data,
+    /// What frees space or keeps the shard able to: tombstones, the ends of
+    /// uploads, compaction's copies and relocations. May use the reserve.
+    Reserve,
+}
+
 /// The writer of one shard's active segment. See the module doc for the
-/// buffering, group commit and fail-stop rules.
+/// buffering, group commit and fail-stop rules, and [`Self::epoch`] for
+/// what happens after a write finds the disk full.
 pub struct SegmentWriter<D: SegmentDir> {
     dir: D,
     options: WriterOptions,
@@ -478,7 +550,16 @@ pub struct SegmentWriter<D: SegmentDir> {
     /// order. It is also the queue that makes concurrent syncs share one
     /// fdatasync.
     io_lock: Semaphore,
-    failed: Cell<bool>,
+    /// Why the writer stopped for good (fail-stop), once it has.
+    failure: RefCell<Option<String>>,
+    /// A write found the disk full: every record not yet durable is to be
+    /// dropped, by the next append, before anything else is appended.
+    reset_pending: Cell<bool>,
+    /// Increases at every such drop (see [`Self::epoch`]).
+    epoch: Cell<u64>,
+    /// The last segment that new object data asked for was refused for
+    /// want of space, and none has been started since.
+    full: Cell<bool>,
     /// A `sync` caller is flushing (the leader); the others wait for it to
     /// finish (all of them woken at once), then check whether it covered
     /// their records.
@@ -540,11 +621,18 @@ struct WriterState<F: SegmentFile> {
     tail: u64,
     /// End of the last whole record.
     appended: u64,
+    /// The sequence number after the last whole record.
+    appended_next_seq: u64,
     /// Bytes before this are in the file (their write completed).
     written: u64,
     /// Bytes before this are on stable storage.
     durable: u64,
+    /// The sequence number after the last durable record.
+    durable_next_seq: u64,
     next_seq: u64,
+    /// The segment is sealed and durable, and the next one could not be
+    /// created yet (no space): the next append creates it first.
+    sealed: bool,
 }
 
 impl<D: SegmentDir> SegmentWriter<D> {
@@ -557,8 +645,11 @@ impl<D: SegmentDir> SegmentWriter<D> {
         options: WriterOptions,
     ) -> Result<SegmentWriter<D>, StorageError> {
         options.check();
-        let file = dir.create(segment).await.map_err(StorageError::Io)?;
-        let state = WriterState::new(segment, file, 0, next_seq, &options);
+        let file = dir
+            .create(segment, options.segment_bytes_max)
+            .await
+            .map_err(StorageError::Io)?;
+        let state = WriterState::new(segment, Rc::new(file), 0, next_seq, &options);
         Ok(Self::with_state(dir, options, state))
     }
 
@@ -578,13 +669,35 @@ impl<D: SegmentDir> SegmentWriter<D> {
         // A segment written under a larger `segment_bytes_max` (the setting
         // changed between starts) is sealed by its next append.
         assert!(end_offset <= SEGMENT_BYTES_MAX);
-        let file = dir.open(segment).await.map_err(StorageError::Io)?;
-        file.truncate(end_offset).await.map_err(StorageError::Io)?;
+        let file = Rc::new(dir.open(segment).await.map_err(StorageError::Io)?);
+        let state = Self::cut_at(segment, file, end_offset, next_seq, &options).await?;
+        Ok(Self::with_state(dir, options, state))
+    }
+
+    /// Cut `file` off at `end` (durably) and return a state that continues
+    /// there: the partly filled last block is read back into the buffer,
+    /// because the next flush rewrites it. The segment's space is reserved
+    /// again, as far as the file system has room.
+    async fn cut_at(
+        segment: SegmentId,
+        file: Rc<D::File>,
+        end: u64,
+        next_seq: u64,
+        options: &WriterOptions,
+    ) -> Result<WriterState<D::File>, StorageError> {
+        file.truncate(end).await.map_err(StorageError::Io)?;
         file.fdatasync().await.map_err(StorageError::Io)?;
-        let mut state = WriterState::new(segment, file, end_offset, next_seq, &options);
-        // The partly filled last block is rewritten by the next flush, so
-        // its records must be in the buffer.
-        let partial = to_usize(end_offset - state.buffer_offset);
+        if let Err(error) = file.allocate(options.segment_bytes_max).await {
+            // Writes may still find room; if one does not, it drops what is
+            // not durable and the writer goes on (see `epoch`).
+            tracing::warn!(
+                segment = %segment_file_name(segment),
+                %error,
+                "cannot reserve the space of the active segment"
+            );
+        }
+        let mut state = WriterState::new(segment, file, end, next_seq, options);
+        let partial = to_usize(end - state.buffer_offset);
         if partial > 0 {
             let bytes = state
                 .file
@@ -600,7 +713,7 @@ impl<D: SegmentDir> SegmentWriter<D> {
             }
             state.buffer.as_mut()[..partial].copy_from_slice(&bytes[..partial]);
         }
-        Ok(Self::with_state(dir, options, state))
+        Ok(state)
     }
 
     fn with_state(dir: D, options: WriterOptions, state: WriterState<D::File>) -> Self {
@@ -610,7 +723,10 @@ impl<D: SegmentDir> SegmentWriter<D> {
             state: RefCell::new(state),
             append_lock: Semaphore::new(1),
             io_lock: Semaphore::new(1),
-            failed: Cell::new(false),
+            failure: RefCell::new(None),
+            reset_pending: Cell::new(false),
+            epoch: Cell::new(0),
+            full: Cell::new(false),
             flushing: Cell::new(false),
             flush_done: FlushDone::default(),
         }
@@ -634,10 +750,54 @@ impl<D: SegmentDir> SegmentWriter<D> {
         (state.segment, state.durable)
     }
 
+    /// Why the writer stopped for good, if it has (a failed write or
+    /// fdatasync: see the module doc's fail-stop rule).
+    pub fn failure(&self) -> Option<String> {
+        self.failure.borrow().clone()
+    }
+
+    /// Whether the last segment that new object data asked for was refused
+    /// for want of space (and none has been started since).
+    pub fn is_full(&self) -> bool {
+        self.full.get()
+    }
+
+    /// Whether new object data would get a new segment now: false when
+    /// the writer is [`full`](Self::is_full) and the file system still
+    /// lacks the room (checked again each call while full, so that space
+    /// freed by deletes or by the operator counts at once).
+    pub fn has_room_for_data(&self) -> bool {
+        if !self.full.get() {
+            return true;
+        }
+        let room = self.room(Space::Data).is_ok();
+        if room {
+            self.full.set(false);
+        }
+        room
+    }
+
+    /// The writer's epoch. When a write finds the disk full, the records
+    /// appended but not yet durable are dropped (the file is cut back to
+    /// its durable end, which is made durable, and appends continue there
+    /// with the sequence numbers that follow the durable records), and the
+    /// epoch increases. A caller that appended something in an earlier
+    /// epoch and did not see it durable must not rely on it: its location
+    /// may now hold other records. [`Self::sync`] takes the epoch of the
+    /// record it waits for and fails if it changed.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.get()
+    }
+
     /// Append one record; it is durable once [`Self::sync`] covering it
     /// returns. `Padding` is the writer's own.
-    pub async fn append(&self, kind: Kind, payload: &[u8]) -> Result<Location, StorageError> {
-        let location = self.append_if(kind, payload, || true).await?;
+    pub async fn append(
+        &self,
+        kind: Kind,
+        payload: &[u8],
+        space: Space,
+    ) -> Result<Location, StorageError> {
+        let location = self.append_if(kind, payload, space, || true).await?;
         Ok(location.expect("the condition always holds"))
     }
 
@@ -645,11 +805,13 @@ impl<D: SegmentDir> SegmentWriter<D> {
     /// its place in the segment (its sequence number and offset), and
     /// `None` otherwise. Nothing else is appended between the check and that
     /// moment, so a caller can order its record before any record appended
-    /// after the state it checks changes (compaction does).
+    /// after the state it checks changes (compaction does). `space` says
+    /// whether a new segment for it may use the reserved space.
     pub async fn append_if(
         &self,
         kind: Kind,
         payload: &[u8],
+        space: Space,
         condition: impl FnOnce() -> bool,
     ) -> Result<Option<Location>, StorageError> {
         assert_ne!(kind, Kind::Padding, "padding records are the writer's own");
@@ -677,9 +839,15 @@ impl<D: SegmentDir> SegmentWriter<D> {
             .await
             .expect("the writer's semaphores are never closed");
         self.check_failed()?;
-        let tail = self.state.borrow().tail;
-        if !self.options.fits(tail, record_len) {
-            self.roll_over().await?;
+        if self.reset_pending.get() {
+            self.reset().await?;
+        }
+        let (tail, sealed) = {
+            let state = self.state.borrow();
+            (state.tail, state.sealed)
+        };
+        if sealed || !self.options.fits(tail, record_len) {
+            self.roll_over(space).await?;
         }
         if !condition() {
             return Ok(None);
@@ -694,25 +862,47 @@ impl<D: SegmentDir> SegmentWriter<D> {
     /// the sequence number the next record took at that moment: every
     /// record before the boundary has a smaller one.
     pub async fn sync_appended(&self) -> Result<(SegmentId, u64, u64), StorageError> {
+        if self.reset_pending.get() {
+            // Drop what a full disk left half-written before syncing the
+            // rest; no append may run meanwhile.
+            let _append = self
+                .append_lock
+                .acquire_permit(1)
+                .await
+                .expect("the writer's semaphores are never closed");
+            if self.reset_pending.get() {
+                self.reset().await?;
+            }
+        }
         let next_seq = self.next_seq();
         let (segment, offset) = self.appended_end();
         let len = u32::try_from(offset).expect("segments are smaller than 4 GiB");
-        self.sync(Location {
-            segment,
-            offset: 0,
-            len,
-        })
+        self.sync(
+            Location {
+                segment,
+                offset: 0,
+                len,
+            },
+            self.epoch(),
+        )
         .await?;
         Ok((segment, offset, next_seq))
     }
 
     /// Return once every record up to `upto` (a location this writer
-    /// returned) is on stable storage.
-    pub async fn sync(&self, upto: Location) -> Result<(), StorageError> {
+    /// returned in `epoch`) is on stable storage. Fails if the records were
+    /// dropped because a write found the disk full (see [`Self::epoch`]).
+    pub async fn sync(&self, upto: Location, epoch: u64) -> Result<(), StorageError> {
         loop {
             self.check_failed()?;
+            if epoch != self.epoch.get() {
+                return Err(dropped());
+            }
             if self.is_durable(upto) {
                 return Ok(());
+            }
+            if self.reset_pending.get() {
+                return Err(dropped());
             }
             if self.flushing.get() {
                 // A flush is running; it may cover this record. If not, the
@@ -731,6 +921,9 @@ impl<D: SegmentDir> SegmentWriter<D> {
                 .await
                 .expect("the writer's semaphores are never closed");
             self.check_failed()?;
+            if epoch != self.epoch.get() || self.reset_pending.get() {
+                return Err(dropped());
+            }
             if self.is_durable(upto) {
                 return Ok(());
             }
@@ -753,7 +946,7 @@ impl<D: SegmentDir> SegmentWriter<D> {
     }
 
     fn check_failed(&self) -> Result<(), StorageError> {
-        if self.failed.get() {
+        if self.failure.borrow().is_some() {
             Err(StorageError::PreviousIo)
         } else {
             Ok(())
@@ -762,14 +955,71 @@ impl<D: SegmentDir> SegmentWriter<D> {
 
     /// Stop the writer for good after an I/O error (fail-stop).
     fn fail(&self, error: io::Error) -> StorageError {
-        self.failed.set(true);
         let segment = self.state.borrow().segment;
         tracing::error!(
             segment = %segment_file_name(segment),
             %error,
-            "segment write failed; the writer is stopped until the shard restarts"
+            "segment write failed; this shard takes no more writes until ringstore restarts \
+             (check the disk: the kernel log, SMART; a restart recovers what the disk holds)"
         );
+        self.failure
+            .borrow_mut()
+            .get_or_insert_with(|| format!("{}: {error}", segment_file_name(segment)));
         StorageError::Io(error)
+    }
+
+    /// A write found the disk full. Nothing is lost that was acknowledged:
+    /// the records not yet durable are dropped by the next append
+    /// ([`Self::reset`]), and their `sync` callers fail.
+    fn out_of_space(&self, error: &io::Error) -> StorageError {
+        self.reset_pending.set(true);
+        let segment = self.state.borrow().segment;
+        tracing::warn!(
+            segment = %segment_file_name(segment),
+            %error,
+            "a segment write found the disk full; the records not yet durable are dropped"
+        );
+        StorageError::NoSpace(format!("writing to the segment failed: {error}"))
+    }
+
+    /// Drop every record that is not durable: cut the file back to its
+    /// durable end and continue there, in a new epoch. The caller holds
+    /// the append lock; this takes the io lock, so no write or flush is in
+    /// flight, and a flush whose fdatasync is still running sees the new
+    /// epoch and leaves the durable mark alone.
+    async fn reset(&self) -> Result<(), StorageError> {
+        let _io = self
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .expect("the writer's semaphores are never closed");
+        self.check_failed()?;
+        let (segment, file, durable, durable_next_seq, dropped_bytes) = {
+            let state = self.state.borrow();
+            (
+                state.segment,
+                Rc::clone(&state.file),
+                state.durable,
+                state.durable_next_seq,
+                state.tail - state.durable,
+            )
+        };
+        let state = Self::cut_at(segment, file, durable, durable_next_seq, &self.options)
+            .await
+            .map_err(|error| match error {
+                StorageError::Io(error) => self.fail(error),
+                other => other,
+            })?;
+        *self.state.borrow_mut() = state;
+        self.epoch.set(self.epoch.get() + 1);
+        self.reset_pending.set(false);
+        tracing::warn!(
+            segment = %segment_file_name(segment),
+            offset = durable,
+            dropped_bytes,
+            "records that were not durable were dropped after a write found the disk full"
+        );
+        Ok(())
     }
 
     /// Frame and copy one record at the tail. The caller holds the append
@@ -784,6 +1034,7 @@ impl<D: SegmentDir> SegmentWriter<D> {
         let (header, location) = {
             let mut state = self.state.borrow_mut();
             assert_eq!(state.tail, state.appended, "no record is half appended");
+            assert!(!state.sealed, "no record follows a seal");
             let header = Header {
                 kind,
                 flags,
@@ -806,6 +1057,7 @@ impl<D: SegmentDir> SegmentWriter<D> {
         assert_eq!(state.tail, location.end());
         assert_eq!(state.segment, location.segment);
         state.appended = location.end();
+        state.appended_next_seq = state.next_seq;
         Ok(location)
     }
 
@@ -829,6 +1081,9 @@ impl<D: SegmentDir> SegmentWriter<D> {
                     .await
                     .expect("the writer's semaphores are never closed");
                 self.check_failed()?;
+                if self.reset_pending.get() {
+                    return Err(dropped());
+                }
                 self.write_pending().await?;
                 let state = self.state.borrow();
                 assert!(
@@ -885,6 +1140,9 @@ impl<D: SegmentDir> SegmentWriter<D> {
                     format!("short write to a segment: {written} of {len} bytes"),
                 )));
             }
+            // No space: the write did not happen, or happened in part, in
+            // bytes past the durable end that nothing relies on yet.
+            Err(error) if fs::is_out_of_space(&error) => return Err(self.out_of_space(&error)),
             Err(error) => return Err(self.fail(error)),
         }
         let mut state = self.state.borrow_mut();
@@ -904,26 +1162,106 @@ impl<D: SegmentDir> SegmentWriter<D> {
     /// that fill the buffer meanwhile may write on (a PUT's data no longer
     /// waits for another PUT's commit sync).
     async fn flush(&self, io: Permit<'_>) -> Result<(), StorageError> {
-        let (segment, target) = {
+        let epoch = self.epoch.get();
+        let (segment, target, target_next_seq) = {
             let state = self.state.borrow();
-            (state.segment, state.appended)
+            (state.segment, state.appended, state.appended_next_seq)
         };
         self.write_pending().await?;
         drop(io);
         let file = Rc::clone(&self.state.borrow().file);
+        // A failed fdatasync is never retried: the kernel may already have
+        // dropped the pages it could not write ("fsyncgate"), so a second
+        // call could succeed over lost data.
         file.fdatasync().await.map_err(|error| self.fail(error))?;
+        if epoch != self.epoch.get() {
+            // The records this flush wrote were dropped meanwhile.
+            return Err(dropped());
+        }
         let mut state = self.state.borrow_mut();
         // A roll-over during the fdatasync sealed (and synced) this segment
         // whole; the durable mark then belongs to the next one.
-        if state.segment == segment {
-            state.durable = state.durable.max(target);
+        if state.segment == segment && target > state.durable {
+            state.durable = target;
+            state.durable_next_seq = target_next_seq;
         }
         Ok(())
     }
 
     /// Seal the active segment and start the next one. The caller holds the
-    /// append lock.
-    async fn roll_over(&self) -> Result<(), StorageError> {
+    /// append lock. Room for the next segment is checked before the seal,
+    /// so that a refused roll-over changes nothing; if creating the file
+    /// fails for want of space or descriptors, the segment stays sealed and
+    /// the next append tries again.
+    async fn roll_over(&self, space: Space) -> Result<(), StorageError> {
+        if let Err(error) = self.room(space) {
+            if space == Space::Data {
+                self.full.set(true);
+            }
+            return Err(error);
+        }
+        if !self.state.borrow().sealed {
+            self.seal().await?;
+        }
+        let (segment, next_seq) = {
+            let state = self.state.borrow();
+            (state.segment, state.next_seq)
+        };
+        let next = segment.checked_add(1).expect("segment ids do not run out");
+        let file = match self.dir.create(next, self.options.segment_bytes_max).await {
+            Ok(file) => file,
+            Err(error) if fs::is_out_of_space(&error) => {
+                if space == Space::Data {
+                    self.full.set(true);
+                }
+                return Err(StorageError::NoSpace(format!(
+                    "cannot start segment {}: {error}",
+                    segment_file_name(next)
+                )));
+            }
+            Err(error) if fs::is_resource_shortage(&error) => {
+                return Err(StorageError::Busy(error));
+            }
+            Err(error) => return Err(self.fail(error)),
+        };
+        *self.state.borrow_mut() =
+            WriterState::new(next, Rc::new(file), 0, next_seq, &self.options);
+        if space == Space::Data {
+            self.full.set(false);
+        }
+        tracing::debug!(
+            sealed = %segment_file_name(segment),
+            next = %segment_file_name(next),
+            "segment sealed"
+        );
+        Ok(())
+    }
+
+    /// Whether the file system has room for a new segment for `space`:
+    /// the segment, plus the reserve for new object data.
+    fn room(&self, space: Space) -> Result<(), StorageError> {
+        let needed = match space {
+            Space::Data => self.options.segment_bytes_max + self.options.reserved_bytes,
+            // The creation itself tells whether the segment fits.
+            Space::Reserve => return Ok(()),
+        };
+        match self.dir.free_bytes() {
+            Ok(Some(free)) if free < needed => Err(StorageError::NoSpace(format!(
+                "{free} bytes free, and a new segment for object data needs {needed} \
+                 (the segment and the reserve kept for deletes and compaction)"
+            ))),
+            Ok(_) => Ok(()),
+            // Cannot tell: let the creation decide.
+            Err(error) => {
+                tracing::debug!(%error, "cannot read the free space");
+                Ok(())
+            }
+        }
+    }
+
+    /// Append the seal and make it durable. The caller holds the append
+    /// lock.
+    async fn seal(&self) -> Result<(), StorageError> {
         let tail = self.state.borrow().tail;
         let seal_end = align_up(tail + u64::from(record::HEADER_BYTES), BLOCK_BYTES);
         assert!(seal_end <= SEGMENT_BYTES_MAX);
@@ -938,33 +1276,29 @@ impl<D: SegmentDir> SegmentWriter<D> {
             .await
             .expect("the writer's semaphores are never closed");
         self.check_failed()?;
+        if self.reset_pending.get() {
+            return Err(dropped());
+        }
         self.flush(io).await?;
-        let (segment, next_seq) = {
-            let state = self.state.borrow();
-            assert_eq!(state.durable, seal_end, "the seal is durable");
-            (state.segment, state.next_seq)
-        };
-        let next = segment.checked_add(1).expect("segment ids do not run out");
-        let file = self
-            .dir
-            .create(next)
-            .await
-            .map_err(|error| self.fail(error))?;
-        *self.state.borrow_mut() = WriterState::new(next, file, 0, next_seq, &self.options);
-        tracing::debug!(
-            sealed = %segment_file_name(segment),
-            next = %segment_file_name(next),
-            "segment sealed"
-        );
+        let mut state = self.state.borrow_mut();
+        assert_eq!(state.durable, seal_end, "the seal is durable");
+        state.sealed = true;
         Ok(())
     }
+}
+
+/// The error of a record dropped after a write found the disk full.
+fn dropped() -> StorageError {
+    StorageError::NoSpace(
+        "the disk filled up before the record was durable; it was dropped".to_owned(),
+    )
 }
 
 impl<F: SegmentFile> WriterState<F> {
     /// A state whose every byte before `end` is already durable.
     fn new(
         segment: SegmentId,
-        file: F,
+        file: Rc<F>,
         end: u64,
         next_seq: u64,
         options: &WriterOptions,
@@ -972,14 +1306,17 @@ impl<F: SegmentFile> WriterState<F> {
         let buffer = file.alloc_buffer(options.write_buffer_bytes);
         WriterState {
             segment,
-            file: Rc::new(file),
+            file,
             buffer,
             buffer_offset: align_down(end, BLOCK_BYTES),
             tail: end,
             appended: end,
+            appended_next_seq: next_seq,
             written: end,
             durable: end,
+            durable_next_seq: next_seq,
             next_seq,
+            sealed: false,
         }
     }
 }
@@ -1502,6 +1839,15 @@ pub(crate) mod memory {
         durable: Vec<u8>,
         /// Sectors written since the last fdatasync.
         unsynced: BTreeSet<u64>,
+        /// Bytes reserved by `allocate` (the file takes at least this much
+        /// of the capacity).
+        allocated: u64,
+    }
+
+    impl Image {
+        fn footprint(&self) -> u64 {
+            (self.written.len() as u64).max(self.allocated)
+        }
     }
 
     #[derive(Debug, Default)]
@@ -1509,7 +1855,33 @@ pub(crate) mod memory {
         files: RefCell<BTreeMap<SegmentId, Rc<RefCell<Image>>>>,
         io_count: Cell<u64>,
         fdatasync_count: Cell<u64>,
-        fail_at: Cell<Option<u64>>,
+        /// The I/O to fail (its number), and the OS error it fails with
+        /// (`None`: a generic error).
+        fail_at: Cell<Option<(u64, Option<i32>)>>,
+        /// The "disk" size: writes, creations and reservations past it fail
+        /// with ENOSPC. `None`: unlimited.
+        capacity: Cell<Option<u64>>,
+    }
+
+    impl Shared {
+        fn used(&self) -> u64 {
+            self.files
+                .borrow()
+                .values()
+                .map(|image| image.borrow().footprint())
+                .sum()
+        }
+
+        /// Whether growing a file's footprint by `more` bytes fits.
+        fn fits(&self, more: u64) -> bool {
+            self.capacity
+                .get()
+                .is_none_or(|capacity| self.used() + more <= capacity)
+        }
+    }
+
+    fn no_space() -> io::Error {
+        io::Error::from_raw_os_error(libc::ENOSPC)
     }
 
     impl Shared {
@@ -1518,10 +1890,12 @@ pub(crate) mod memory {
             futures_lite::future::yield_now().await;
             let count = self.io_count.get() + 1;
             self.io_count.set(count);
-            if self.fail_at.get() == Some(count) {
-                Err(io::Error::other(format!("injected fault at I/O {count}")))
-            } else {
-                Ok(())
+            match self.fail_at.get() {
+                Some((at, None)) if at == count => {
+                    Err(io::Error::other(format!("injected fault at I/O {count}")))
+                }
+                Some((at, Some(errno))) if at == count => Err(io::Error::from_raw_os_error(errno)),
+                _ => Ok(()),
             }
         }
     }
@@ -1556,11 +1930,28 @@ pub(crate) mod memory {
         pub fn fail_io_in(&self, n: u64) {
             self.shared
                 .fail_at
-                .set(Some(self.shared.io_count.get() + n));
+                .set(Some((self.shared.io_count.get() + n, None)));
+        }
+
+        /// Fail the `n`th I/O from now with the OS error `errno`.
+        pub fn fail_io_with(&self, n: u64, errno: i32) {
+            self.shared
+                .fail_at
+                .set(Some((self.shared.io_count.get() + n, Some(errno))));
         }
 
         pub fn fdatasync_count(&self) -> u64 {
             self.shared.fdatasync_count.get()
+        }
+
+        /// Make the disk `bytes` large (`None`: unlimited).
+        pub fn set_capacity(&self, bytes: Option<u64>) {
+            self.shared.capacity.set(bytes);
+        }
+
+        /// Remove a segment file, as compaction does.
+        pub fn remove(&self, segment: SegmentId) {
+            self.shared.files.borrow_mut().remove(&segment);
         }
 
         pub fn segments(&self) -> Vec<SegmentId> {
@@ -1619,6 +2010,7 @@ pub(crate) mod memory {
                     written: bytes.clone(),
                     durable: bytes,
                     unsynced: BTreeSet::new(),
+                    allocated: 0,
                 };
                 crashed
                     .shared
@@ -1633,9 +2025,15 @@ pub(crate) mod memory {
     impl SegmentDir for MemoryDir {
         type File = MemoryFile;
 
-        async fn create(&self, segment: SegmentId) -> io::Result<MemoryFile> {
+        async fn create(&self, segment: SegmentId, allocate: u64) -> io::Result<MemoryFile> {
             self.shared.io().await?;
-            let image = Rc::new(RefCell::new(Image::default()));
+            if !self.shared.fits(allocate) {
+                return Err(no_space());
+            }
+            let image = Rc::new(RefCell::new(Image {
+                allocated: allocate,
+                ..Image::default()
+            }));
             let mut files = self.shared.files.borrow_mut();
             if files.contains_key(&segment) {
                 return Err(io::Error::from(io::ErrorKind::AlreadyExists));
@@ -1661,6 +2059,14 @@ pub(crate) mod memory {
                 shared: Rc::clone(&self.shared),
             })
         }
+
+        fn free_bytes(&self) -> io::Result<Option<u64>> {
+            Ok(self
+                .shared
+                .capacity
+                .get()
+                .map(|capacity| capacity.saturating_sub(self.shared.used())))
+        }
     }
 
     impl SegmentFile for MemoryFile {
@@ -1677,6 +2083,13 @@ pub(crate) mod memory {
             let len = buffer.0.len() as u64;
             if !offset.is_multiple_of(BLOCK_BYTES) || !len.is_multiple_of(BLOCK_BYTES) {
                 return Err(io::Error::from(io::ErrorKind::InvalidInput));
+            }
+            let grows = {
+                let image = self.image.borrow();
+                (offset + len).saturating_sub(image.footprint())
+            };
+            if grows > 0 && !self.shared.fits(grows) {
+                return Err(no_space());
             }
             let mut image = self.image.borrow_mut();
             let end = to_usize(offset + len);
@@ -1722,6 +2135,17 @@ pub(crate) mod memory {
             Ok(())
         }
 
+        async fn allocate(&self, len: u64) -> io::Result<()> {
+            self.shared.io().await?;
+            let grows = len.saturating_sub(self.image.borrow().footprint());
+            if grows > 0 && !self.shared.fits(grows) {
+                return Err(no_space());
+            }
+            let mut image = self.image.borrow_mut();
+            image.allocated = image.allocated.max(len);
+            Ok(())
+        }
+
         async fn file_len(&self) -> io::Result<u64> {
             self.shared.io().await?;
             Ok(self.image.borrow().written.len() as u64)
@@ -1746,6 +2170,7 @@ mod tests {
     const SMALL: WriterOptions = WriterOptions {
         segment_bytes_max: 64 * 1024,
         write_buffer_bytes: 8 * 1024,
+        reserved_bytes: 0,
     };
 
     use crate::test_support::Rng;
@@ -1814,13 +2239,16 @@ mod tests {
             {
                 let kind = [Kind::Data, Kind::Commit, Kind::Tombstone][index % 3];
                 let bytes = payload(index as u64, len);
-                let location = writer.append(kind, &bytes).await.unwrap();
+                let location = writer.append(kind, &bytes, Space::Data).await.unwrap();
                 if index % 5 == 0 {
-                    writer.sync(location).await.unwrap();
+                    writer.sync(location, writer.epoch()).await.unwrap();
                 }
                 appended.push((location, kind, bytes));
             }
-            writer.sync(appended.last().unwrap().0).await.unwrap();
+            writer
+                .sync(appended.last().unwrap().0, writer.epoch())
+                .await
+                .unwrap();
             let segments = dir.segments();
             assert!(segments.len() > 4, "rolled over: {segments:?}");
 
@@ -1858,12 +2286,12 @@ mod tests {
                 .unwrap();
             let too_big = vec![0; 64 * 1024];
             assert!(matches!(
-                writer.append(Kind::Data, &too_big).await,
+                writer.append(Kind::Data, &too_big, Space::Data).await,
                 Err(StorageError::TooLarge { .. })
             ));
             // The writer is still usable: refusing is not an I/O failure.
-            let location = writer.append(Kind::Data, b"ok").await.unwrap();
-            writer.sync(location).await.unwrap();
+            let location = writer.append(Kind::Data, b"ok", Space::Data).await.unwrap();
+            writer.sync(location, writer.epoch()).await.unwrap();
         });
     }
 
@@ -1887,8 +2315,11 @@ mod tests {
                     glommio::spawn_local(async move {
                         for round in 0..20 {
                             let bytes = payload(task * 100 + round, 200);
-                            let location = writer.append(Kind::Commit, &bytes).await.unwrap();
-                            writer.sync(location).await.unwrap();
+                            let location = writer
+                                .append(Kind::Commit, &bytes, Space::Data)
+                                .await
+                                .unwrap();
+                            writer.sync(location, writer.epoch()).await.unwrap();
                         }
                     })
                 })
@@ -1921,8 +2352,11 @@ mod tests {
                     let writer = Rc::clone(&writer);
                     glommio::spawn_local(async move {
                         let bytes = payload(index, 100 + index as usize);
-                        let location = writer.append(Kind::Commit, &bytes).await.unwrap();
-                        writer.sync(location).await.unwrap();
+                        let location = writer
+                            .append(Kind::Commit, &bytes, Space::Data)
+                            .await
+                            .unwrap();
+                        writer.sync(location, writer.epoch()).await.unwrap();
                         (location, bytes)
                     })
                 })
@@ -1957,14 +2391,20 @@ mod tests {
                     .await
                     .unwrap(),
             );
-            let first = writer.append(Kind::Data, b"first").await.unwrap();
+            let first = writer
+                .append(Kind::Data, b"first", Space::Data)
+                .await
+                .unwrap();
             let background = {
                 let writer = Rc::clone(&writer);
-                glommio::spawn_local(async move { writer.sync(first).await })
+                glommio::spawn_local(async move { writer.sync(first, writer.epoch()).await })
             };
             futures_lite::future::yield_now().await;
-            let second = writer.append(Kind::Data, b"second").await.unwrap();
-            writer.sync(second).await.unwrap();
+            let second = writer
+                .append(Kind::Data, b"second", Space::Data)
+                .await
+                .unwrap();
+            writer.sync(second, writer.epoch()).await.unwrap();
             background.await.unwrap();
             assert_eq!(dir.fdatasync_count(), 2);
             let reader = SegmentReader::new(dir.crash(|_, _| false));
@@ -1998,12 +2438,13 @@ mod tests {
                             _ => rng.below(20_000),
                         };
                         let bytes = payload(index, to_usize(len));
-                        let Ok(location) = writer.append(Kind::Data, &bytes).await else {
+                        let Ok(location) = writer.append(Kind::Data, &bytes, Space::Data).await
+                        else {
                             break;
                         };
                         pending.push((location, bytes));
                         if rng.below(3) == 0 {
-                            if writer.sync(location).await.is_err() {
+                            if writer.sync(location, writer.epoch()).await.is_err() {
                                 break;
                             }
                             synced.append(&mut pending);
@@ -2046,10 +2487,10 @@ mod tests {
                 }
                 .unwrap();
                 let location = writer
-                    .append(Kind::Commit, b"after recovery")
+                    .append(Kind::Commit, b"after recovery", Space::Data)
                     .await
                     .unwrap();
-                writer.sync(location).await.unwrap();
+                writer.sync(location, writer.epoch()).await.unwrap();
                 let again = crashed.crash(|_, _| false);
                 let (found_again, end_again) = scan_all(&again, &again.segments())
                     .await
@@ -2081,11 +2522,17 @@ mod tests {
             let writer = SegmentWriter::create(dir.clone(), 1, 1, SMALL)
                 .await
                 .unwrap();
-            let first = writer.append(Kind::Data, &payload(1, 100)).await.unwrap();
-            let second = writer.append(Kind::Commit, &payload(2, 200)).await.unwrap();
-            writer.sync(second).await.unwrap();
+            let first = writer
+                .append(Kind::Data, &payload(1, 100), Space::Data)
+                .await
+                .unwrap();
+            let second = writer
+                .append(Kind::Commit, &payload(2, 200), Space::Data)
+                .await
+                .unwrap();
+            writer.sync(second, writer.epoch()).await.unwrap();
             let torn = writer
-                .append(Kind::Data, &payload(3, 20_000))
+                .append(Kind::Data, &payload(3, 20_000), Space::Data)
                 .await
                 .unwrap();
             let crashed = dir.crash(|_, sector| sector * SECTOR_BYTES < 8192);
@@ -2114,14 +2561,17 @@ mod tests {
             let writer = SegmentWriter::create(dir.clone(), 1, 1, SMALL)
                 .await
                 .unwrap();
-            let first = writer.append(Kind::Data, &payload(1, 5000)).await.unwrap();
-            writer.sync(first).await.unwrap();
+            let first = writer
+                .append(Kind::Data, &payload(1, 5000), Space::Data)
+                .await
+                .unwrap();
+            writer.sync(first, writer.epoch()).await.unwrap();
             let torn = writer
-                .append(Kind::Data, &payload(2, 20_000))
+                .append(Kind::Data, &payload(2, 20_000), Space::Data)
                 .await
                 .unwrap();
             let later = writer
-                .append(Kind::Commit, b"unsynced commit")
+                .append(Kind::Commit, b"unsynced commit", Space::Data)
                 .await
                 .unwrap();
             assert!(later.offset > torn.offset);
@@ -2146,8 +2596,11 @@ mod tests {
             let writer = SegmentWriter::create(dir.clone(), 1, 1, SMALL)
                 .await
                 .unwrap();
-            let location = writer.append(Kind::Data, b"abc").await.unwrap();
-            writer.sync(location).await.unwrap();
+            let location = writer
+                .append(Kind::Data, b"abc", Space::Data)
+                .await
+                .unwrap();
+            writer.sync(location, writer.epoch()).await.unwrap();
             dir.extend_with_zeros(1, 3 * BLOCK_BYTES as usize);
             let (found, end) = scan_all(&dir, &[1]).await.unwrap();
             assert_eq!(found.len(), 1);
@@ -2174,10 +2627,10 @@ mod tests {
             let mut locations = Vec::new();
             for index in 0..80 {
                 let location = writer
-                    .append(Kind::Data, &payload(index, 3000))
+                    .append(Kind::Data, &payload(index, 3000), Space::Data)
                     .await
                     .unwrap();
-                writer.sync(location).await.unwrap();
+                writer.sync(location, writer.epoch()).await.unwrap();
                 locations.push(location);
             }
             let segments = dir.segments();
@@ -2225,10 +2678,10 @@ mod tests {
                 .unwrap();
             for index in 0..20 {
                 let location = writer
-                    .append(Kind::Data, &payload(index, 5000))
+                    .append(Kind::Data, &payload(index, 5000), Space::Data)
                     .await
                     .unwrap();
-                writer.sync(location).await.unwrap();
+                writer.sync(location, writer.epoch()).await.unwrap();
             }
             let file = dir.open(1).await.unwrap();
             let len = dir.image(1).len() as u64;
@@ -2248,8 +2701,11 @@ mod tests {
                 .await
                 .unwrap();
             let bytes = payload(9, 1000);
-            let data = writer.append(Kind::Data, &bytes).await.unwrap();
-            writer.sync(data).await.unwrap();
+            let data = writer
+                .append(Kind::Data, &bytes, Space::Data)
+                .await
+                .unwrap();
+            writer.sync(data, writer.epoch()).await.unwrap();
             let reader = SegmentReader::new(dir.clone());
             assert_eq!(
                 &*reader.read_range(data, 10, 20).await.unwrap(),
@@ -2304,8 +2760,11 @@ mod tests {
                 let mut failed = false;
                 for index in 0..25 {
                     let bytes = payload(index, to_usize(index * 997 % 9000));
-                    let result = match writer.append(Kind::Data, &bytes).await {
-                        Ok(location) => writer.sync(location).await.map(|()| location),
+                    let result = match writer.append(Kind::Data, &bytes, Space::Data).await {
+                        Ok(location) => writer
+                            .sync(location, writer.epoch())
+                            .await
+                            .map(|()| location),
                         Err(error) => Err(error),
                     };
                     match result {
@@ -2319,13 +2778,13 @@ mod tests {
                 }
                 if failed {
                     assert!(matches!(
-                        writer.append(Kind::Data, b"more").await,
+                        writer.append(Kind::Data, b"more", Space::Data).await,
                         Err(StorageError::PreviousIo)
                     ));
                     if let Some((location, _)) = synced.last() {
                         // Already durable: nothing to do, still refused.
                         assert!(matches!(
-                            writer.sync(*location).await,
+                            writer.sync(*location, writer.epoch()).await,
                             Err(StorageError::PreviousIo)
                         ));
                     }
@@ -2345,6 +2804,232 @@ mod tests {
             n += 1;
         }
         assert!(n > 50, "the workload did I/O: {n}");
+    }
+
+    /// Sizes for the full-disk tests: 64 KiB segments.
+    const SEGMENT: u64 = 64 * 1024;
+
+    /// Append `record` as `kind` and sync it.
+    async fn append_synced(
+        writer: &SegmentWriter<MemoryDir>,
+        kind: Kind,
+        record: &[u8],
+        space: Space,
+    ) -> Result<Location, StorageError> {
+        let location = writer.append(kind, record, space).await?;
+        writer.sync(location, writer.epoch()).await?;
+        Ok(location)
+    }
+
+    #[test]
+    fn a_full_disk_refuses_new_data_keeps_the_reserve_and_recovers() {
+        // Goal: a full disk is a state. Method: a disk of five segments and
+        // a reserve of one. New data fills segments until starting one more
+        // would leave less than the reserve free: then it is refused with
+        // NoSpace before anything is sealed, and the writer goes on. Records
+        // that free space (tombstones) may still start a segment in the
+        // reserve. Once segments are removed (compaction), new data is
+        // taken again, without a new writer; every synced record reads back
+        // after a crash.
+        run(|| async {
+            let dir = MemoryDir::default();
+            dir.set_capacity(Some(5 * SEGMENT));
+            let options = WriterOptions {
+                reserved_bytes: SEGMENT,
+                ..SMALL
+            };
+            let writer = SegmentWriter::create(dir.clone(), 1, 1, options)
+                .await
+                .unwrap();
+            let mut synced = Vec::new();
+            let refused = loop {
+                let record = payload(synced.len() as u64, 9_000);
+                match append_synced(&writer, Kind::Data, &record, Space::Data).await {
+                    Ok(location) => synced.push((location, Kind::Data, record)),
+                    Err(error) => break error,
+                }
+            };
+            assert!(matches!(refused, StorageError::NoSpace(_)), "{refused:?}");
+            // Segments 1 to 4 exist: a fifth would have left less than the
+            // reserve free.
+            assert_eq!(dir.segments(), vec![1, 2, 3, 4]);
+            assert!(writer.is_full());
+            assert!(!writer.has_room_for_data());
+            // Refused again, still without sealing the active segment.
+            let (segment, end) = writer.appended_end();
+            assert!(matches!(
+                writer
+                    .append(Kind::Data, &payload(0, 9_000), Space::Data)
+                    .await,
+                Err(StorageError::NoSpace(_))
+            ));
+            assert_eq!(writer.appended_end(), (segment, end));
+            // A tombstone may take the reserve.
+            loop {
+                let record = payload(1000 + synced.len() as u64, 9_000);
+                let location = append_synced(&writer, Kind::Tombstone, &record, Space::Reserve)
+                    .await
+                    .unwrap();
+                synced.push((location, Kind::Tombstone, record));
+                if location.segment == 5 {
+                    break;
+                }
+            }
+            // Compaction frees two segments: new data is taken again.
+            dir.remove(1);
+            dir.remove(2);
+            synced.retain(|(location, _, _)| location.segment > 2);
+            assert!(writer.has_room_for_data());
+            assert!(!writer.is_full());
+            for index in 0..12 {
+                let record = payload(2000 + index, 9_000);
+                let location = append_synced(&writer, Kind::Data, &record, Space::Data)
+                    .await
+                    .unwrap();
+                synced.push((location, Kind::Data, record));
+            }
+            assert!(writer.appended_end().0 >= 6, "new segments were started");
+            let reader = SegmentReader::new(dir.crash(|_, _| false));
+            for (location, kind, record) in &synced {
+                assert_eq!(&*reader.read(*location, *kind).await.unwrap(), &record[..]);
+            }
+        });
+    }
+
+    #[test]
+    fn a_write_that_finds_the_disk_full_drops_what_is_not_durable() {
+        // Goal: a write refused with ENOSPC costs only the records that
+        // were not durable yet; their syncs fail, the writer goes on at the
+        // durable end with continuous sequence numbers, and a location
+        // from before the drop is refused (its epoch changed) even once new
+        // records cover its bytes. Method: three durable records, two more
+        // in the buffer, the next I/O (the flush's write) fails with
+        // ENOSPC; then more appends; then a crash.
+        run(|| async {
+            let dir = MemoryDir::default();
+            let writer = SegmentWriter::create(dir.clone(), 1, 1, SMALL)
+                .await
+                .unwrap();
+            let mut kept = Vec::new();
+            for index in 0..3 {
+                let record = payload(index, 700);
+                kept.push((
+                    append_synced(&writer, Kind::Data, &record, Space::Data)
+                        .await
+                        .unwrap(),
+                    record,
+                ));
+            }
+            let epoch = writer.epoch();
+            let lost_first = writer
+                .append(Kind::Commit, &payload(10, 700), Space::Data)
+                .await
+                .unwrap();
+            let lost_second = writer
+                .append(Kind::Commit, &payload(11, 700), Space::Data)
+                .await
+                .unwrap();
+            dir.fail_io_with(1, libc::ENOSPC);
+            assert!(matches!(
+                writer.sync(lost_second, epoch).await,
+                Err(StorageError::NoSpace(_))
+            ));
+            assert!(matches!(
+                writer.sync(lost_first, epoch).await,
+                Err(StorageError::NoSpace(_))
+            ));
+            // The next append drops them and continues where they began.
+            let next = payload(12, 700);
+            let location = writer.append(Kind::Data, &next, Space::Data).await.unwrap();
+            assert_eq!(location.offset, lost_first.offset);
+            assert_ne!(writer.epoch(), epoch);
+            writer.sync(location, writer.epoch()).await.unwrap();
+            kept.push((location, next));
+            // The old location now names durable bytes of another record:
+            // still refused.
+            assert!(matches!(
+                writer.sync(lost_first, epoch).await,
+                Err(StorageError::NoSpace(_))
+            ));
+            for index in 13..40 {
+                let record = payload(index, 3000);
+                kept.push((
+                    append_synced(&writer, Kind::Data, &record, Space::Data)
+                        .await
+                        .unwrap(),
+                    record,
+                ));
+            }
+            let crashed = dir.crash(|_, _| false);
+            let (found, _) = scan_all(&crashed, &crashed.segments()).await.unwrap();
+            let kinds: Vec<Kind> = found.iter().map(|found| found.kind).collect();
+            assert!(!kinds.contains(&Kind::Commit), "a dropped record came back");
+            // (The scan itself checks that sequence numbers follow each
+            // other inside a segment; seals take numbers between segments.)
+            for pair in found.windows(2) {
+                assert!(pair[1].seq > pair[0].seq);
+            }
+            let reader = SegmentReader::new(crashed);
+            for (location, record) in &kept {
+                assert_eq!(
+                    &*reader.read(*location, Kind::Data).await.unwrap(),
+                    &record[..]
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn every_out_of_space_error_costs_no_synced_record() {
+        // Goal: whichever I/O runs out of space (a write, a segment
+        // creation, a reservation...), no synced record is lost and the
+        // writer goes on unless the failed I/O was an fdatasync (fatal: its
+        // pages may be gone). Method: for every n, the nth I/O of a fixed
+        // workload fails with ENOSPC; the workload goes on to its end; a
+        // crash keeps every record whose sync returned.
+        let mut n = 1;
+        let mut went_on = 0;
+        loop {
+            let (finished, continued) = run(move || async move {
+                let dir = MemoryDir::default();
+                dir.fail_io_with(n, libc::ENOSPC);
+                let Ok(writer) = SegmentWriter::create(dir.clone(), 1, 1, SMALL).await else {
+                    return (false, false);
+                };
+                let mut synced = Vec::new();
+                let mut errors = 0;
+                let mut fatal = false;
+                for index in 0..25 {
+                    let bytes = payload(index, to_usize(index * 997 % 9000));
+                    match append_synced(&writer, Kind::Data, &bytes, Space::Data).await {
+                        Ok(location) => synced.push((location, bytes)),
+                        Err(StorageError::NoSpace(_)) => errors += 1,
+                        Err(StorageError::Io(_) | StorageError::PreviousIo) => fatal = true,
+                        Err(other) => panic!("I/O {n}: unexpected {other:?}"),
+                    }
+                }
+                let reader = SegmentReader::new(dir.crash(|_, _| false));
+                for (location, bytes) in &synced {
+                    assert_eq!(
+                        &*reader.read(*location, Kind::Data).await.unwrap(),
+                        &bytes[..],
+                        "I/O {n}"
+                    );
+                }
+                if !fatal {
+                    assert!(errors <= 2, "I/O {n}: one full disk cost {errors} records");
+                    assert!(synced.len() >= 23, "I/O {n}: the writer did not go on");
+                }
+                (errors == 0 && !fatal, !fatal && errors > 0)
+            });
+            went_on += u64::from(continued);
+            if finished {
+                break;
+            }
+            n += 1;
+        }
+        assert!(n > 50, "the workload did I/O: {n}");
+        assert!(went_on > 20, "most failures are survived: {went_on} of {n}");
     }
 
     #[test]
@@ -2367,8 +3052,11 @@ mod tests {
                     let writer = Rc::clone(&writer);
                     glommio::spawn_local(async move {
                         let bytes = payload(index, to_usize(index * 1237 % 12_000));
-                        let location = writer.append(Kind::Data, &bytes).await.unwrap();
-                        writer.sync(location).await.unwrap();
+                        let location = writer
+                            .append(Kind::Data, &bytes, Space::Data)
+                            .await
+                            .unwrap();
+                        writer.sync(location, writer.epoch()).await.unwrap();
                         (location, bytes)
                     })
                 })
@@ -2404,8 +3092,11 @@ mod tests {
                 SegmentWriter::open(dir.clone(), last_segment, end.offset(), next_seq, SMALL)
                     .await
                     .unwrap();
-            let location = writer.append(Kind::Commit, b"reopened").await.unwrap();
-            writer.sync(location).await.unwrap();
+            let location = writer
+                .append(Kind::Commit, b"reopened", Space::Data)
+                .await
+                .unwrap();
+            writer.sync(location, writer.epoch()).await.unwrap();
             assert_eq!(
                 &*reader.read(location, Kind::Commit).await.unwrap(),
                 b"reopened"
@@ -2424,7 +3115,7 @@ mod tests {
             if with_marker {
                 open_marker(&path).await?;
             }
-            let file = DmaSegmentDir::new(&path).create(1).await?;
+            let file = DmaSegmentDir::new(&path).create(1, BLOCK_BYTES).await?;
             let mut buffer = file.alloc_dma_buffer(BLOCK_BYTES as usize);
             buffer.as_bytes_mut().fill(7);
             SegmentFile::write_at(&file, buffer, 0).await?;

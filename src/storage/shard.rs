@@ -56,7 +56,11 @@ mod compaction;
 pub mod listing;
 #[cfg(test)]
 mod power_loss;
+#[cfg(test)]
+mod recovery_tests;
 mod scrub;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod uploads;
 
 pub use compaction::{COMPACTION_LIVE_PERCENT_MAX, CompactionStats};
@@ -72,7 +76,7 @@ use super::object::{
 use super::record::Kind;
 use super::segment::{
     self, DmaSegmentDir, ScanEnd, SegmentDir as _, SegmentReader, SegmentRole, SegmentWriter,
-    StorageError, WriterOptions,
+    Space, StorageError, WriterOptions,
 };
 
 /// Everything a shard can fail with at start or while serving.
@@ -131,6 +135,11 @@ pub fn shard_dir(data_dir: &Path, id: usize) -> PathBuf {
 /// disks we target.
 pub const REPLAY_BYTES_FLUSH: u64 = 512 * 1024 * 1024;
 
+/// Pause after an index job failed without committing anything (the disk
+/// was full, say) before the next one: long enough not to spin on a full
+/// disk, short enough that the checkpoint follows soon once space returns.
+pub const INDEX_JOB_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct Shard {
     dir: PathBuf,
     writer: SegmentWriter<DmaSegmentDir>,
@@ -145,6 +154,9 @@ pub struct Shard {
     pending_keys: RefCell<HashMap<IndexKey, u32>>,
     /// An index flush or merge is running on the blocking pool.
     index_job_running: Cell<bool>,
+    /// A job failed without committing anything (a full disk, say): the
+    /// next one waits until then, so that writes do not retry it at once.
+    index_retry_at: Cell<Option<std::time::Instant>>,
     /// Readers in progress per segment (see [`ReadPin`]).
     pins: Rc<RefCell<BTreeMap<SegmentId, u32>>>,
     /// Uploads in progress, by the segment that was active when they began
@@ -154,6 +166,11 @@ pub struct Shard {
     /// Multipart uploads in progress (see `uploads`).
     multipart: RefCell<uploads::Uploads>,
     scrub: scrub::State,
+    /// Size bound of this shard's segments (for the replay estimate).
+    segment_bytes_max: u64,
+    /// Lengths of sealed segments, filled in as they are first seen (see
+    /// [`Self::segment_bytes`]).
+    sealed_segment_bytes: RefCell<BTreeMap<SegmentId, u64>>,
 }
 
 /// Keeps the segments an object's records are in from being deleted by
@@ -171,6 +188,10 @@ pub struct ReadPin {
 pub struct UploadGuard {
     uploads: Rc<RefCell<BTreeMap<SegmentId, u32>>>,
     segment: SegmentId,
+    /// The writer's epoch when the upload began: if it changes before the
+    /// commit, extents the upload appended may have been dropped (a write
+    /// found the disk full), and the commit is refused.
+    epoch: u64,
 }
 
 impl Drop for UploadGuard {
@@ -211,90 +232,28 @@ impl Shard {
         uploads::remove_other_snapshots(dir, checkpoint.position).map_err(ShardError::Io)?;
         let segment_dir = DmaSegmentDir::new(dir);
         let mut segments = list_segments(dir).map_err(ShardError::Io)?;
+        let sealed_segment_bytes = sealed_segment_lengths(dir, &segments)?;
         segments.retain(|&id| id >= checkpoint.position.segment);
-        let mut next_seq = checkpoint.next_seq;
-        let writer = if let Some(&last) = segments.last() {
-            let mut end = None;
-            for &id in &segments {
-                let file = segment_dir.open(id).await.map_err(StorageError::Io)?;
-                let from = if id == checkpoint.position.segment {
-                    checkpoint.position.offset
-                } else {
-                    0
-                };
-                let role = if id == last {
-                    SegmentRole::Last
-                } else {
-                    SegmentRole::Sealed
-                };
-                if role == SegmentRole::Sealed
-                    && from > 0
-                    && from == file.file_len().await.map_err(StorageError::Io)?
-                {
-                    // A checkpoint taken while the writer rolled over: just
-                    // past the seal, before the next segment's first
-                    // record. Nothing of this segment is left to replay
-                    // (`ringstore check` verifies its seal).
-                    end = Some((
-                        id,
-                        ScanEnd::Sealed {
-                            offset: from,
-                            last_seq: None,
-                        },
-                    ));
-                    continue;
-                }
-                let mut replay_error = None;
-                let scan_end = segment::scan(&file, id, from, role, |record| {
-                    if let Err(error) = replay(
-                        &mut index,
-                        &mut multipart,
-                        record.location,
-                        record.kind,
-                        record.seq,
-                        record.payload,
-                    ) {
-                        replay_error = Some(error);
-                        return Err(StorageError::Corrupted {
-                            segment: record.location.segment,
-                            offset: record.location.offset,
-                            what: "record does not decode".to_owned(),
-                        });
-                    }
-                    Ok(())
-                })
-                .await;
-                if let Some(error) = replay_error {
-                    return Err(error);
-                }
-                let scan_end = scan_end?;
-                if role == SegmentRole::Last && matches!(scan_end, ScanEnd::Sealed { .. }) {
-                    // Its writer may have stopped before the seal was
-                    // durable: sync it before the next segment exists, as a
-                    // roll-over does, or a power cut can leave a torn
-                    // segment that is not the last (damage to every start).
-                    file.fdatasync().await.map_err(StorageError::Io)?;
-                }
-                if let Some(seq) = scan_end.last_seq() {
-                    next_seq = next_seq.max(seq + 1);
-                }
-                if let ScanEnd::TornTail { offset, .. } = scan_end {
-                    tracing::warn!(segment = id, offset, "cutting off a torn tail");
-                }
-                end = Some((id, scan_end));
+        check_segments_follow(&segments, checkpoint.position)?;
+        let (next_seq, end) = replay_segments(
+            &segment_dir,
+            &segments,
+            checkpoint,
+            &mut index,
+            &mut multipart,
+        )
+        .await?;
+        let writer = match end {
+            Some((id, ScanEnd::Sealed { .. })) => {
+                SegmentWriter::create(segment_dir.clone(), id + 1, next_seq, options).await?
             }
-            let (id, scan_end) = end.expect("at least one segment");
-            match scan_end {
-                ScanEnd::Sealed { .. } => {
-                    SegmentWriter::create(segment_dir.clone(), id + 1, next_seq, options).await?
-                }
-                ScanEnd::Open { offset, .. } | ScanEnd::TornTail { offset, .. } => {
-                    SegmentWriter::open(segment_dir.clone(), id, offset, next_seq, options).await?
-                }
+            Some((id, ScanEnd::Open { offset, .. } | ScanEnd::TornTail { offset, .. })) => {
+                SegmentWriter::open(segment_dir.clone(), id, offset, next_seq, options).await?
             }
-        } else {
-            let first = checkpoint.position.segment.max(1);
-            SegmentWriter::create(segment_dir.clone(), first, next_seq, options).await?
+            None => {
+                let first = checkpoint.position.segment.max(1);
+                SegmentWriter::create(segment_dir.clone(), first, next_seq, options).await?
+            }
         };
         Ok(Shard {
             dir: dir.to_owned(),
@@ -304,9 +263,12 @@ impl Shard {
             pending: RefCell::new(BTreeSet::new()),
             pending_keys: RefCell::new(HashMap::new()),
             index_job_running: Cell::new(false),
+            index_retry_at: Cell::new(None),
             pins: Rc::new(RefCell::new(BTreeMap::new())),
             uploads: Rc::new(RefCell::new(BTreeMap::new())),
             compaction: compaction::State::new(options.segment_bytes_max),
+            segment_bytes_max: options.segment_bytes_max,
+            sealed_segment_bytes: RefCell::new(sealed_segment_bytes),
             multipart: RefCell::new(multipart),
             scrub: scrub::State::default(),
         })
@@ -359,6 +321,7 @@ impl Shard {
         UploadGuard {
             uploads: Rc::clone(&self.uploads),
             segment,
+            epoch: self.writer.epoch(),
         }
     }
 
@@ -378,17 +341,46 @@ impl Shard {
             && !self.multipart.borrow().bucket_has_uploads(bucket)
     }
 
+    /// Whether new object data can be stored now: false while the disk is
+    /// full (the last segment new data asked for was refused, and the file
+    /// system still lacks the room). Handlers ask before reading a body,
+    /// so that a client is refused before it sends one.
+    #[must_use]
+    pub fn has_room_for_data(&self) -> bool {
+        self.writer.has_room_for_data()
+    }
+
+    /// Why this shard's writer stopped for good, if it has: a segment
+    /// write or fdatasync failed, and it takes no writes until a restart.
+    #[must_use]
+    pub fn write_failure(&self) -> Option<String> {
+        self.writer.failure()
+    }
+
     /// Append one extent of object bytes (at most `object::EXTENT_BYTES_MAX`).
     /// Not durable, not visible: a later [`Self::commit`] makes it both.
-    pub async fn append_data(&self, bytes: &[u8]) -> Result<super::object::Extent, ShardError> {
+    /// `space` is [`Space::Data`] for new object bytes, and
+    /// [`Space::Reserve`] for compaction's copies.
+    pub async fn append_data(
+        &self,
+        bytes: &[u8],
+        space: Space,
+    ) -> Result<super::object::Extent, ShardError> {
         let data_len = u32::try_from(bytes.len()).expect("extents are bounded");
         assert!(data_len <= super::object::EXTENT_BYTES_MAX);
-        let location = self.writer.append(Kind::Data, bytes).await?;
+        let location = self.writer.append(Kind::Data, bytes, space).await?;
         Ok(super::object::Extent { location, data_len })
     }
 
-    /// Make `commit` durable, then visible.
-    pub async fn commit(self: &Rc<Self>, commit: &ObjectCommit) -> Result<(), ShardError> {
+    /// Make `commit` durable, then visible. `upload` is the guard of the
+    /// upload that appended the commit's extents in this request (`None`
+    /// when the commit names only durable bytes: a copy within the core,
+    /// a completed multipart upload).
+    pub async fn commit(
+        self: &Rc<Self>,
+        commit: &ObjectCommit,
+        upload: Option<&UploadGuard>,
+    ) -> Result<(), ShardError> {
         if let ObjectBody::Extents(extents) = &commit.body {
             // A segment being emptied that this commit names must stay: its
             // emptying may already have walked past this key.
@@ -396,10 +388,20 @@ impl Shard {
         }
         let key = IndexKey::new(&commit.bucket, &commit.key);
         let payload = commit.encode();
-        let (location, seq) = self
-            .append_pending(Kind::Commit, &payload, Some(&key))
+        // The extents must still be there: no record was dropped since the
+        // upload began (checked where the commit takes its place).
+        let upload_epoch = upload.map(|upload| upload.epoch);
+        let appended = self
+            .append_pending_if(Kind::Commit, &payload, Some(&key), Space::Data, || {
+                upload_epoch.is_none_or(|epoch| epoch == self.writer.epoch())
+            })
             .await?;
-        let result = self.writer.sync(location).await;
+        let Some((location, seq, epoch)) = appended else {
+            return Err(ShardError::Storage(StorageError::NoSpace(
+                "the disk filled up while the object was received; its data was dropped".to_owned(),
+            )));
+        };
+        let result = self.writer.sync(location, epoch).await;
         if result.is_ok() {
             let value = object_index_value(location, commit);
             let previous = self.index.borrow().get_live(&commit.bucket, &commit.key);
@@ -424,10 +426,15 @@ impl Shard {
             return Ok(false);
         }
         let key = IndexKey::new(&tombstone.bucket, &tombstone.key);
-        let (location, seq) = self
-            .append_pending(Kind::Tombstone, &tombstone.encode(), Some(&key))
+        let (location, seq, epoch) = self
+            .append_pending(
+                Kind::Tombstone,
+                &tombstone.encode(),
+                Some(&key),
+                Space::Reserve,
+            )
             .await?;
-        let result = self.writer.sync(location).await;
+        let result = self.writer.sync(location, epoch).await;
         if result.is_ok() {
             let previous = self
                 .index
@@ -450,14 +457,32 @@ impl Shard {
     }
 
     /// Append a record and mark it pending until it is in the index; its
-    /// key too, from before the append. Returns the record's sequence
-    /// number (see [`Self::appended_seq`]).
+    /// key too, from before the append. Returns the record's location,
+    /// sequence number (see [`Self::appended_seq`]) and the writer's epoch
+    /// it was appended in (for [`SegmentWriter::sync`]).
     async fn append_pending(
         &self,
         kind: Kind,
         payload: &[u8],
         key: Option<&IndexKey>,
-    ) -> Result<(Location, u64), ShardError> {
+        space: Space,
+    ) -> Result<(Location, u64, u64), ShardError> {
+        let appended = self
+            .append_pending_if(kind, payload, key, space, || true)
+            .await?;
+        Ok(appended.expect("the condition always holds"))
+    }
+
+    /// [`Self::append_pending`] if `condition` holds when the record takes
+    /// its place ([`SegmentWriter::append_if`]); `None` otherwise.
+    async fn append_pending_if(
+        &self,
+        kind: Kind,
+        payload: &[u8],
+        key: Option<&IndexKey>,
+        space: Space,
+        condition: impl FnOnce() -> bool,
+    ) -> Result<Option<(Location, u64, u64)>, ShardError> {
         if let Some(key) = key {
             *self
                 .pending_keys
@@ -465,20 +490,19 @@ impl Shard {
                 .entry(key.clone())
                 .or_insert(0) += 1;
         }
-        let location = match self.writer.append(kind, payload).await {
-            Ok(location) => location,
-            Err(error) => {
-                if let Some(key) = key {
-                    self.unmark_pending_key(key);
-                }
-                return Err(error.into());
+        let appended = self.writer.append_if(kind, payload, space, condition).await;
+        let Ok(Some(location)) = appended else {
+            if let Some(key) = key {
+                self.unmark_pending_key(key);
             }
+            return appended.map(|_| None).map_err(ShardError::from);
         };
         let seq = self.appended_seq();
+        let epoch = self.writer.epoch();
         self.pending
             .borrow_mut()
             .insert((location.segment, location.offset));
-        Ok((location, seq))
+        Ok(Some((location, seq, epoch)))
     }
 
     /// The sequence number of the record just appended: the writer numbers
@@ -557,6 +581,12 @@ impl Shard {
         if self.index_job_running.get() {
             return;
         }
+        if let Some(at) = self.index_retry_at.get() {
+            if std::time::Instant::now() < at {
+                return;
+            }
+            self.index_retry_at.set(None);
+        }
         let needs_flush =
             self.index.borrow().needs_flush() || self.replay_bytes() >= REPLAY_BYTES_FLUSH;
         let needs_merge = self.index.borrow().needs_merge();
@@ -575,10 +605,22 @@ impl Shard {
             match result {
                 // More may be due (a merge after a flush).
                 Ok(()) => shard.maybe_flush_index(),
+                // Nothing changed: the job runs again after a pause (the
+                // segments hold everything meanwhile; a start replays them).
+                Err(ShardError::Index(IndexError::NotCommitted(error))) => {
+                    tracing::warn!(%error, "index job failed before committing; retrying later");
+                    shard
+                        .index_retry_at
+                        .set(Some(std::time::Instant::now() + INDEX_JOB_RETRY_PAUSE));
+                }
                 // The index stays readable and refuses further jobs; the
                 // segments still hold everything, and the next start
                 // replays them from the last good checkpoint.
-                Err(error) => tracing::error!(%error, "index job failed"),
+                Err(error) => tracing::error!(
+                    %error,
+                    "index job failed; the index takes no more checkpoints until ringstore \
+                     restarts (nothing is lost: a start replays the segments)"
+                ),
             }
         })
         .detach();
@@ -594,8 +636,9 @@ impl Shard {
         let dir = self.dir.clone();
         let outcome = glommio::executor()
             .spawn_blocking(move || {
+                // Before the manifest: a failure here commits nothing.
                 uploads::write_snapshot(&dir, checkpoint.position, &snapshot)
-                    .map_err(super::index::IndexError::Io)?;
+                    .map_err(|error| IndexError::NotCommitted(Box::new(IndexError::Io(error))))?;
                 job.execute()
             })
             .await;
@@ -626,8 +669,12 @@ impl Shard {
     fn replay_bytes(&self) -> u64 {
         let from = self.index.borrow().checkpoint().position;
         let (segment, offset) = self.writer.appended_end();
+        // Segments are at most this large; with the default 256 MiB two
+        // segments already reach the flush threshold, with 8 MiB ones
+        // sixty-four do (the global maximum here made small segments flush
+        // the index every two segments).
         let whole_segments = u64::from(segment.saturating_sub(from.segment));
-        (whole_segments * segment::SEGMENT_BYTES_MAX + offset).saturating_sub(from.offset)
+        (whole_segments * self.segment_bytes_max + offset).saturating_sub(from.offset)
     }
 
     /// Write the index out up to the current records (at shutdown, so the
@@ -782,6 +829,167 @@ fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
         .unwrap_or(Path::new("."));
     super::fs::sync_dir(parent)?;
     super::fs::sync_dir(dir)
+}
+
+/// The lengths of the segments that are sealed for sure (every one but the
+/// last), for [`Shard::segment_bytes`].
+fn sealed_segment_lengths(
+    dir: &Path,
+    segments: &[SegmentId],
+) -> Result<BTreeMap<SegmentId, u64>, ShardError> {
+    let mut lengths = BTreeMap::new();
+    for &id in segments.iter().rev().skip(1) {
+        let path = dir.join(segment::segment_file_name(id));
+        let bytes = std::fs::metadata(&path).map_err(ShardError::Io)?.len();
+        lengths.insert(id, bytes);
+    }
+    Ok(lengths)
+}
+
+/// Replay `segments` (those from the checkpoint's on, in order) into the
+/// index and the uploads. Returns the sequence number to continue with and
+/// how the last segment ends (`None`: there is no segment).
+async fn replay_segments(
+    segment_dir: &DmaSegmentDir,
+    segments: &[SegmentId],
+    checkpoint: Checkpoint,
+    index: &mut Index,
+    multipart: &mut uploads::Uploads,
+) -> Result<(u64, Option<(SegmentId, ScanEnd)>), ShardError> {
+    let mut next_seq = checkpoint.next_seq;
+    let mut end = None;
+    // The first record of each segment after the first must follow the
+    // last record (the seal) of the one before.
+    let mut expected_seq: Option<u64> = None;
+    for &id in segments {
+        let file = segment_dir.open(id).await.map_err(StorageError::Io)?;
+        let from = if id == checkpoint.position.segment {
+            checkpoint.position.offset
+        } else {
+            0
+        };
+        let role = if Some(&id) == segments.last() {
+            SegmentRole::Last
+        } else {
+            SegmentRole::Sealed
+        };
+        if role == SegmentRole::Sealed
+            && from > 0
+            && from == file.file_len().await.map_err(StorageError::Io)?
+        {
+            // A checkpoint taken while the writer rolled over: just past
+            // the seal, before the next segment's first record. Nothing of
+            // this segment is left to replay (`ringstore check` verifies
+            // its seal).
+            end = Some((
+                id,
+                ScanEnd::Sealed {
+                    offset: from,
+                    last_seq: None,
+                },
+            ));
+            continue;
+        }
+        let mut replay_error = None;
+        let mut first = true;
+        let scan_end = segment::scan(&file, id, from, role, |record| {
+            if std::mem::take(&mut first)
+                && let Some(expected) = expected_seq
+                && record.seq != expected
+            {
+                return Err(StorageError::Corrupted {
+                    segment: id,
+                    offset: record.location.offset,
+                    what: format!(
+                        "the segment's first record has sequence number {} where {expected} \
+                         follows the segment before it: records are missing",
+                        record.seq
+                    ),
+                });
+            }
+            if let Err(error) = replay(
+                index,
+                multipart,
+                record.location,
+                record.kind,
+                record.seq,
+                record.payload,
+            ) {
+                replay_error = Some(error);
+                return Err(StorageError::Corrupted {
+                    segment: record.location.segment,
+                    offset: record.location.offset,
+                    what: "record does not decode".to_owned(),
+                });
+            }
+            Ok(())
+        })
+        .await;
+        if let Some(error) = replay_error {
+            return Err(error);
+        }
+        let scan_end = scan_end?;
+        if role == SegmentRole::Last && matches!(scan_end, ScanEnd::Sealed { .. }) {
+            // Its writer may have stopped before the seal was durable (its
+            // fdatasync failed, or the process died): sync it before the
+            // next segment exists, as a roll-over does, or a power cut can
+            // leave a torn segment that is no longer the last one, which
+            // every start refuses as damage.
+            file.fdatasync().await.map_err(StorageError::Io)?;
+        }
+        if let Some(seq) = scan_end.last_seq() {
+            next_seq = next_seq.max(seq + 1);
+        }
+        expected_seq = scan_end.last_seq().map(|seq| seq + 1);
+        if let ScanEnd::TornTail { offset, .. } = scan_end {
+            tracing::warn!(segment = id, offset, "cutting off a torn tail");
+        }
+        end = Some((id, scan_end));
+    }
+    Ok((next_seq, end))
+}
+
+/// The segments a start replays (those from the checkpoint's on) must all
+/// be there: the checkpoint's own segment first (unless nothing was ever
+/// written), then one after the other without a gap. A missing one is
+/// damage, reported, never a silent loss of what it held.
+fn check_segments_follow(
+    segments: &[SegmentId],
+    checkpoint: SegmentPosition,
+) -> Result<(), ShardError> {
+    let missing = |segment: SegmentId, why: &str| {
+        ShardError::Storage(StorageError::Corrupted {
+            segment,
+            offset: 0,
+            what: format!("the segment is missing: {why}"),
+        })
+    };
+    match segments.first() {
+        None if checkpoint == SegmentPosition::START => return Ok(()),
+        None => {
+            return Err(missing(
+                checkpoint.segment,
+                "the index checkpoint is in it, and no segment from it on exists",
+            ));
+        }
+        Some(&first) if first != checkpoint.segment => {
+            return Err(missing(checkpoint.segment, "the index checkpoint is in it"));
+        }
+        Some(_) => {}
+    }
+    for pair in segments.windows(2) {
+        if pair[1] != pair[0] + 1 {
+            return Err(missing(
+                pair[0] + 1,
+                &format!(
+                    "{} and {} exist around it",
+                    segment::segment_file_name(pair[0]),
+                    segment::segment_file_name(pair[1])
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The segment numbers present in `dir`, ascending.

@@ -19,9 +19,11 @@
 //! - [`RawConn`]: HTTP/1.1 over a plain `TcpStream`, for tests that must
 //!   send exact bytes (limits, timeouts, pipelining, malformed requests).
 //! - [`RawRequest`]: builds such requests, unsigned, signed with `SigV4` in
-//!   the `Authorization` header, or presigned. The signer is written here
-//!   from the AWS documentation, independently of the server's own, and is
-//!   checked against AWS's published example in `tests/auth.rs`.
+//!   the `Authorization` header, or presigned, and the same with `SigV2`
+//!   (`AWS AKID:signature`, `?AWSAccessKeyId=…&Expires=…&Signature=…`).
+//!   The signers are written here from the AWS documentation, independently
+//!   of the server's own, and are checked against AWS's published examples
+//!   in `tests/auth.rs`.
 //!
 //! Every blocking read has a timeout, so a server that hangs fails a test
 //! instead of hanging the suite.
@@ -56,6 +58,12 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Read timeout of raw connections: far above any legitimate answer time.
 pub const RAW_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for a line to reach the server's log as this fixture sees
+/// it. A test often learns of an event elsewhere first (a metric moved, a
+/// response came back); the server may write its log line a moment later,
+/// and a fixture thread must then read it from the pipe, and either can
+/// lag on a loaded machine. Far above any legitimate delay.
+pub const LOG_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The line the server prints on stdout once every core accepts.
 const LISTENING_PREFIX: &str = "ringstore listening on http://";
@@ -425,6 +433,25 @@ impl Server {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Wait (at most [`LOG_TIMEOUT`]) until the server's stderr contains
+    /// `needle`; returns the stderr then. Panics with the whole stderr if
+    /// the line never comes. Use this, never [`Server::stderr`] alone, to
+    /// check that an event was logged: the log line can arrive after the
+    /// event is visible otherwise (issue 12, `tests/scrub.rs`).
+    #[track_caller]
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        eventually(LOG_TIMEOUT, || {
+            let stderr = self.stderr();
+            stderr.contains(needle).then_some(stderr)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{needle:?} was not logged within {LOG_TIMEOUT:?}; stderr:\n{}",
+                self.stderr()
+            )
+        })
+    }
+
     /// Every stdout line of the current (or last) process so far.
     pub fn stdout(&self) -> Vec<String> {
         self.stdout.lock().unwrap().clone()
@@ -650,7 +677,7 @@ impl Server {
     /// start with admin port 0. Colour codes are ignored here; whether the
     /// log is plain text is a test of its own.
     fn logged_admin_addr(&self) -> SocketAddr {
-        let found = eventually(Duration::from_secs(2), || {
+        let found = eventually(LOG_TIMEOUT, || {
             let stderr = strip_ansi(&self.stderr());
             let start = stderr.find("admin_addr=")? + "admin_addr=".len();
             stderr[start..]
@@ -1624,6 +1651,12 @@ pub struct RawRequest {
     pub time: SystemTime,
     /// The `x-amz-content-sha256` value; `None`: the body's SHA-256.
     pub content_sha256: Option<String>,
+    /// `SigV4` header auth dates the request with a signed `Date` header
+    /// instead of `x-amz-date`.
+    pub dated_by_date_header: bool,
+    /// The bucket when `host` names it (virtual-hosted style): `SigV2`
+    /// signs it in front of the path.
+    pub virtual_host_bucket: Option<String>,
 }
 
 impl RawRequest {
@@ -1641,7 +1674,27 @@ impl RawRequest {
             content_length: None,
             time: SystemTime::now(),
             content_sha256: None,
+            dated_by_date_header: false,
+            virtual_host_bucket: None,
         }
+    }
+
+    /// Virtual-hosted style: `Host: <bucket>.<domain>` (the request's path
+    /// is then the key), for servers whose virtual-host domains include
+    /// `domain`.
+    #[must_use]
+    pub fn virtual_host(mut self, bucket: &str, domain: &str) -> Self {
+        self.host = format!("{bucket}.{domain}");
+        self.virtual_host_bucket = Some(bucket.to_owned());
+        self
+    }
+
+    /// Date the `SigV4` header signature with a `Date` header (an
+    /// HTTP-date, signed) and send no `x-amz-date`.
+    #[must_use]
+    pub fn dated_by_date_header(mut self) -> Self {
+        self.dated_by_date_header = true;
+        self
     }
 
     #[must_use]
@@ -1737,9 +1790,14 @@ impl RawRequest {
             .clone()
             .unwrap_or_else(|| sha256_hex(&self.body));
         let (stamp, _) = amz_date(self.time);
+        let date = if self.dated_by_date_header {
+            ("date".to_owned(), httpdate::fmt_http_date(self.time))
+        } else {
+            ("x-amz-date".to_owned(), stamp)
+        };
         let mut signed = vec![
             ("host".to_owned(), self.host.clone()),
-            ("x-amz-date".to_owned(), stamp),
+            date,
             ("x-amz-content-sha256".to_owned(), payload_hash.clone()),
         ];
         signed.extend(self.signed_headers.iter().cloned());
@@ -1815,6 +1873,223 @@ impl RawRequest {
             self.path, signature.signature
         )
     }
+}
+
+impl RawRequest {
+    /// The `SigV2` canonicalized resource of this request.
+    pub fn sigv2_resource(&self) -> String {
+        sigv2_canonical_resource(self.virtual_host_bucket.as_deref(), &self.path, &self.query)
+    }
+
+    /// The value of one positional header of the `SigV2` string to sign.
+    fn sigv2_positional(&self, name: &str) -> String {
+        self.signed_headers
+            .iter()
+            .find(|(field, _)| field.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.trim().to_owned())
+            .unwrap_or_default()
+    }
+
+    fn sigv2_amz_headers(&self) -> Vec<(String, String)> {
+        self.signed_headers
+            .iter()
+            .filter(|(name, _)| name.to_ascii_lowercase().starts_with("x-amz-"))
+            .cloned()
+            .collect()
+    }
+
+    /// The `SigV2` string to sign with this Date line.
+    pub fn sigv2_string_to_sign(&self, date_line: &str) -> String {
+        sigv2_string_to_sign(
+            &self.method,
+            &self.sigv2_positional("content-md5"),
+            &self.sigv2_positional("content-type"),
+            date_line,
+            &self.sigv2_amz_headers(),
+            &self.sigv2_resource(),
+        )
+    }
+
+    /// The request signed with `SigV2` in the `Authorization` header, dated
+    /// by a `Date` header at `self.time` (or by an `x-amz-date` header when
+    /// the request has one, which then leaves the Date line empty). The
+    /// body is not signed.
+    pub fn sign_v2(&self, keys: &Keys) -> Vec<u8> {
+        let has_amz_date = self
+            .signed_headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("x-amz-date"));
+        let date = httpdate::fmt_http_date(self.time);
+        let date_line = if has_amz_date { "" } else { date.as_str() };
+        let signature = sigv2_signature(
+            &keys.secret_access_key,
+            &self.sigv2_string_to_sign(date_line),
+        );
+        let mut headers = vec![("Date".to_owned(), date.clone())];
+        headers.extend(self.signed_headers.iter().cloned());
+        headers.push((
+            "Authorization".to_owned(),
+            format!("AWS {}:{signature}", keys.access_key_id),
+        ));
+        headers.extend(self.unsigned_headers.iter().cloned());
+        headers.extend(self.length_header());
+        self.encode(&self.target(), &headers)
+    }
+
+    /// The `SigV2` presigned form, valid until `expires` (Unix seconds).
+    /// The request's own headers are sent and signed as they are.
+    pub fn presign_v2(&self, keys: &Keys, expires: u64) -> Vec<u8> {
+        let target = self.presigned_target_v2(keys, expires);
+        let mut headers = self.signed_headers.clone();
+        headers.extend(self.unsigned_headers.iter().cloned());
+        headers.extend(self.length_header());
+        self.encode(&target, &headers)
+    }
+
+    /// Only the `SigV2` presigned request-target (path and query).
+    pub fn presigned_target_v2(&self, keys: &Keys, expires: u64) -> String {
+        let signature = sigv2_signature(
+            &keys.secret_access_key,
+            &self.sigv2_string_to_sign(&expires.to_string()),
+        );
+        let auth = format!(
+            "AWSAccessKeyId={}&Expires={expires}&Signature={}",
+            uri_encode(&keys.access_key_id),
+            uri_encode(&signature)
+        );
+        if self.query.is_empty() {
+            format!("{}?{auth}", self.path)
+        } else {
+            format!("{}?{}&{auth}", self.path, self.query)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// SigV2, written from AWS's "Signing and authenticating REST requests"
+// ---------------------------------------------------------------------------
+
+/// The sub-resources AWS's page says the canonicalized resource includes,
+/// with `delete` and the `response-*` overrides it names too.
+pub const SIGV2_SUB_RESOURCES: &[&str] = &[
+    "acl",
+    "delete",
+    "lifecycle",
+    "location",
+    "logging",
+    "notification",
+    "partNumber",
+    "policy",
+    "requestPayment",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+    "response-content-language",
+    "response-content-type",
+    "response-expires",
+    "torrent",
+    "uploadId",
+    "uploads",
+    "versionId",
+    "versioning",
+    "versions",
+    "website",
+];
+
+/// `CanonicalizedResource`: `/bucket` when the bucket is in the host, the
+/// path as sent (a bucket's own path with its trailing slash), then the
+/// sub-resources, decoded and sorted by name.
+pub fn sigv2_canonical_resource(
+    virtual_host_bucket: Option<&str>,
+    path: &str,
+    query: &str,
+) -> String {
+    let mut resource = match virtual_host_bucket {
+        Some(bucket) => format!("/{bucket}{path}"),
+        None => path.to_owned(),
+    };
+    if virtual_host_bucket.is_none() && path.len() > 1 && !path[1..].contains('/') {
+        resource.push('/');
+    }
+    let mut sub_resources: Vec<(String, String)> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .filter(|(name, _)| SIGV2_SUB_RESOURCES.contains(name))
+        .map(|(name, value)| (name.to_owned(), percent_decode(value)))
+        .collect();
+    sub_resources.sort_by(|a, b| a.0.cmp(&b.0));
+    for (index, (name, value)) in sub_resources.iter().enumerate() {
+        resource.push(if index == 0 { '?' } else { '&' });
+        resource.push_str(name);
+        if !value.is_empty() {
+            resource.push('=');
+            resource.push_str(value);
+        }
+    }
+    resource
+}
+
+/// Decodes `%XX` escapes and `+` (a space), for values this file encoded.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'%' if index + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).expect("ASCII");
+                out.push(u8::from_str_radix(hex, 16).expect("a valid escape"));
+                index += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                index += 1;
+            }
+            byte => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8(out).expect("UTF-8")
+}
+
+/// `StringToSign = HTTP-Verb \n Content-MD5 \n Content-Type \n Date \n
+/// CanonicalizedAmzHeaders CanonicalizedResource`, with the `x-amz-*`
+/// headers lowercased, sorted, repeated ones joined with `,`.
+pub fn sigv2_string_to_sign(
+    method: &str,
+    content_md5: &str,
+    content_type: &str,
+    date: &str,
+    amz_headers: &[(String, String)],
+    resource: &str,
+) -> String {
+    let mut merged: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, value) in amz_headers {
+        let name = name.to_ascii_lowercase();
+        match merged.iter_mut().find(|(existing, _)| *existing == name) {
+            Some((_, values)) => values.push(value.trim().to_owned()),
+            None => merged.push((name, vec![value.trim().to_owned()])),
+        }
+    }
+    merged.sort();
+    let canonical_headers = merged
+        .iter()
+        .fold(String::new(), |mut out, (name, values)| {
+            let _ = writeln!(out, "{name}:{}", values.join(","));
+            out
+        });
+    format!("{method}\n{content_md5}\n{content_type}\n{date}\n{canonical_headers}{resource}")
+}
+
+/// `Base64(HMAC-SHA1(secret, StringToSign))`.
+pub fn sigv2_signature(secret: &str, string_to_sign: &str) -> String {
+    let mut mac =
+        Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(string_to_sign.as_bytes());
+    base64(&mac.finalize().into_bytes())
 }
 
 /// A `CreateBucketConfiguration` document, with or without a
@@ -2036,4 +2311,22 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// Asserts the refusal of a canned ACL this server does not implement:
+/// `501 NotImplemented` whose message and `<Header>` name `x-amz-acl`
+/// (issue 12; see `s3::acl`).
+#[track_caller]
+pub fn assert_canned_acl_refused(response: &RawResponse, value: &str) {
+    let text = response.assert_s3_error(501, "NotImplemented");
+    assert_eq!(
+        response.xml_element("Header").as_deref(),
+        Some("x-amz-acl"),
+        "{text}"
+    );
+    let message = response.xml_element("Message").unwrap_or_default();
+    assert!(
+        message.contains("x-amz-acl") && message.contains(value),
+        "the refusal names the header and its value: {text}"
+    );
 }

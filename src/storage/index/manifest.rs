@@ -194,16 +194,23 @@ impl Manifest {
     }
 
     /// Commit this manifest: tmp, fdatasync, rename, fsync the directory.
+    /// An error before the rename is [`IndexError::NotCommitted`]: the old
+    /// manifest still rules, on disk and in memory.
     pub(super) fn store(&self, dir: &Path) -> Result<(), IndexError> {
         let tmp = dir.join(TMP_FILE);
         let bytes = self.encode();
         // Check before write: what we commit must read back as itself.
         assert_eq!(Manifest::decode(&bytes).as_ref(), Ok(self));
-        let mut file = fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut file, &bytes)?;
-        file.sync_data()?;
-        drop(file);
-        fs::rename(&tmp, &dir.join(FILE))?;
+        let write = || -> std::io::Result<()> {
+            let mut file = fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut file, &bytes)?;
+            file.sync_data()?;
+            drop(file);
+            fs::rename(&tmp, &dir.join(FILE))
+        };
+        write().map_err(|error| IndexError::NotCommitted(Box::new(error.into())))?;
+        // Renamed: from here on the new manifest may be what a start reads,
+        // and a failure leaves the index not knowing which one is durable.
         sync_dir(dir)
     }
 }

@@ -72,6 +72,16 @@ impl Memtable {
         }
     }
 
+    /// Take back the entries of `older` (a frozen memtable whose flush
+    /// failed) for the keys this one has no newer entry for.
+    pub(super) fn absorb_older(&mut self, older: &Memtable) {
+        for (key, entry) in &older.entries {
+            if !self.entries.contains_key(key) {
+                self.replace(key.clone(), *entry);
+            }
+        }
+    }
+
     /// The entries from `start` on.
     pub(super) fn range_from(
         &self,

@@ -171,9 +171,14 @@
 //! thread (all CPU work of building the archive and all file I/O; the job
 //! is `Send`), and `finish_*` back on the core (O(number of runs)). One job
 //! runs at a time: both write the manifest, so a second job would have to
-//! know the first one's outcome. If a job fails, the index stays readable
-//! but refuses further jobs ([`IndexError::PreviousIo`]) until the shard
-//! restarts and recovers (STYLE.md §2, fail-stop).
+//! know the first one's outcome. A job that fails before its manifest is
+//! renamed into place ([`IndexError::NotCommitted`]: a full disk while
+//! writing the run, say) changed nothing a start reads: the index is as
+//! before it (a flush's frozen entries go back into the memtable) and the
+//! job may run again. A job that fails later (the directory sync after
+//! the manifest's rename) leaves the index unsure of what is durable: it
+//! stays readable but refuses further jobs ([`IndexError::PreviousIo`])
+//! until the shard restarts and recovers (STYLE.md §2, fail-stop).
 //!
 //! The flush thresholds are a policy, not a hard bound: while a long merge
 //! runs, the memtable keeps growing. The shard should slow writers down if
@@ -431,6 +436,10 @@ pub enum IndexError {
     /// An earlier flush or merge failed; the shard must restart and recover
     /// before the index writes again.
     PreviousIo,
+    /// A flush or merge failed before its manifest was committed (disk
+    /// full, say): nothing a start reads has changed, the index is as it
+    /// was before the job, and the job may run again later.
+    NotCommitted(Box<IndexError>),
 }
 
 impl fmt::Display for IndexError {
@@ -440,6 +449,7 @@ impl fmt::Display for IndexError {
             Self::Corrupted(what) => write!(f, "object index is damaged: {what}"),
             Self::TooLarge(what) => write!(f, "object index limit reached: {what}"),
             Self::PreviousIo => write!(f, "object index stopped after an earlier I/O error"),
+            Self::NotCommitted(error) => write!(f, "{error} (nothing committed; retried later)"),
         }
     }
 }
@@ -448,6 +458,7 @@ impl std::error::Error for IndexError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Io(error) => Some(error),
+            Self::NotCommitted(error) => Some(error),
             _ => None,
         }
     }
@@ -744,8 +755,11 @@ impl Index {
         })
     }
 
-    /// Install the outcome of a flush job. On error the index stays readable
-    /// (the frozen memtable stays in it) and refuses further jobs.
+    /// Install the outcome of a flush job. If nothing was committed
+    /// ([`IndexError::NotCommitted`]), the frozen entries go back into the
+    /// memtable and a later flush may try again; on any other error the
+    /// index stays readable (the frozen memtable stays in it) and refuses
+    /// further jobs.
     pub fn finish_flush(
         &mut self,
         outcome: Result<FlushDone, IndexError>,
@@ -753,6 +767,12 @@ impl Index {
         assert_eq!(self.job, Job::Flush, "no flush job is running");
         let done = match outcome {
             Ok(done) => done,
+            Err(error @ IndexError::NotCommitted(_)) => {
+                let frozen = self.frozen.take().expect("a flush froze the memtable");
+                self.memtable.absorb_older(&frozen);
+                self.job = Job::Idle;
+                return Err(error);
+            }
             Err(error) => {
                 self.job = Job::Failed;
                 return Err(error);
@@ -801,7 +821,15 @@ impl Index {
         let Job::Merge { window, numbers } = std::mem::replace(&mut self.job, Job::Failed) else {
             panic!("no merge job is running");
         };
-        let done = outcome?;
+        let done = match outcome {
+            Ok(done) => done,
+            Err(error @ IndexError::NotCommitted(_)) => {
+                // The runs are as they were; a later merge may try again.
+                self.job = Job::Idle;
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
         assert_eq!(done.window, window, "merge outcome from another job");
         let current: Vec<u64> = self.runs[window.clone()]
             .iter()
@@ -976,7 +1004,7 @@ impl FlushJob {
         let mut manifest = self.manifest;
         let source = Source::memtable(&self.entries, Bound::Unbounded);
         let entries = MergeIter::new(vec![source], Vec::new(), self.drop_tombstones);
-        let run = run::write(&self.dir, self.run_number, entries)?;
+        let run = run::write(&self.dir, self.run_number, entries).map_err(not_committed)?;
         crash_point("index-flush-before-manifest");
         if let Some(run) = &run {
             manifest.runs.push(run.record());
@@ -1019,7 +1047,7 @@ impl MergeJob {
             .map(|run| Source::run(run, Bound::Unbounded))
             .collect();
         let entries = MergeIter::new(sources, Vec::new(), self.drop_tombstones);
-        let run = run::write(&self.dir, self.run_number, entries)?;
+        let run = run::write(&self.dir, self.run_number, entries).map_err(not_committed)?;
         crash_point("index-merge-before-manifest");
         let mut manifest = self.manifest;
         manifest
@@ -1050,6 +1078,18 @@ pub struct MergeDone {
 
 // ---------------------------------------------------------------------------
 // Files and keys
+
+/// A failure of a job before its manifest: nothing committed. (A run file
+/// that was written and renamed stays unnamed by any manifest: the next
+/// attempt replaces it, and a start deletes it.)
+fn not_committed(error: IndexError) -> IndexError {
+    match error {
+        // Already so; or damage found while checking the run just written,
+        // which is not a full disk: stop.
+        error @ (IndexError::NotCommitted(_) | IndexError::Corrupted(_)) => error,
+        other => IndexError::NotCommitted(Box::new(other)),
+    }
+}
 
 /// Delete what an interrupted flush or merge left: temporary files and runs
 /// the manifest does not name. Files we do not recognise are left alone.

@@ -1290,3 +1290,51 @@ fn relocation_keeps_the_version_and_wins_ties_through_flush_and_merge() {
     assert!(!index.replay_relocation(key(), moved(original, 1001)));
     assert!(index.bucket_is_empty("b"));
 }
+
+#[test]
+fn a_job_that_commits_nothing_can_run_again() {
+    // Goal: a full disk while a run or the manifest's temporary file is
+    // written (or an EIO there) costs nothing: the job reports
+    // `NotCommitted`, the index keeps serving every entry (the frozen ones
+    // back in the memtable, newer inserts winning), and the next flush and
+    // merge work and are durable. Method: the fault layer fails the
+    // writes of the chosen file, then heals.
+    use crate::storage::fs::Op;
+    use crate::storage::fs::fault::{Fault, session};
+    for (failing, errno) in [
+        ("run-", libc::ENOSPC),
+        ("MANIFEST", libc::ENOSPC),
+        ("run-", libc::EIO),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = session(dir.path());
+        let (mut index, _) = open(dir.path());
+        index.insert(IndexKey::new("b", "old"), object(1, 5));
+        index.insert(IndexKey::new("b", "both"), object(2, 6));
+        faults.fail(Fault::always(Op::Write, errno).on_paths_containing(failing));
+        let job = index.start_flush(checkpoint_at(1, 3)).unwrap();
+        // Inserted while the job runs: newer than the frozen entry.
+        index.insert(IndexKey::new("b", "both"), object(3, 7));
+        let error = index.finish_flush(job.execute()).unwrap_err();
+        assert!(
+            matches!(error, IndexError::NotCommitted(_)),
+            "{failing}: {error}"
+        );
+        assert!(faults.injected() > 0);
+        assert_eq!(index.get("b", "old"), Some(object(1, 5)));
+        assert_eq!(index.get("b", "both"), Some(object(3, 7)));
+        assert_eq!(index.run_count(), 0);
+        assert!(Index::open(dir.path()).unwrap().0.get("b", "old").is_none());
+
+        faults.heal();
+        index.flush(checkpoint_at(2, 4)).unwrap();
+        index.insert(IndexKey::new("b", "new"), object(4, 8));
+        index.flush(checkpoint_at(3, 5)).unwrap();
+        assert!(index.merge(MergeScope::All).unwrap());
+        let (reopened, checkpoint) = Index::open(dir.path()).unwrap();
+        assert_eq!(checkpoint, checkpoint_at(3, 5), "{failing}");
+        assert_eq!(reopened.get("b", "old"), Some(object(1, 5)));
+        assert_eq!(reopened.get("b", "both"), Some(object(3, 7)));
+        assert_eq!(reopened.get("b", "new"), Some(object(4, 8)));
+    }
+}

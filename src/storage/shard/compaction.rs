@@ -122,7 +122,7 @@ use crate::storage::object::{
     RelocatedVersion, Relocation,
 };
 use crate::storage::record::{self, Kind};
-use crate::storage::segment::{self, SegmentRole, StorageError, segment_file_name};
+use crate::storage::segment::{self, SegmentRole, Space, StorageError, segment_file_name};
 
 /// A sealed segment is emptied once its live bytes are at most this
 /// percentage of its file. 50: in the worst case (every segment just above
@@ -250,6 +250,10 @@ struct Mover {
     batch_bytes: u64,
     /// Every live record has been copied.
     complete: bool,
+    /// The writer's epoch when the emptying began: copies and relocations
+    /// appended in it are dropped if a write finds the disk full, and the
+    /// emptying then fails (the next pass starts over).
+    epoch: u64,
 }
 
 /// A commit or tombstone version found in the segment being emptied.
@@ -278,7 +282,10 @@ impl Shard {
                 }
                 if let Err(error) = shard.compact().await {
                     shard.compaction.update(|stats| stats.failures += 1);
-                    tracing::error!(%error, "compaction pass failed");
+                    // Try again at the next tick: a pass that failed on a
+                    // full disk is what frees space once deletes made room.
+                    shard.compaction.retry.set(true);
+                    tracing::error!(%error, "compaction pass failed; retrying at the next tick");
                 }
             }
         })
@@ -291,16 +298,36 @@ impl Shard {
         self.compaction.stats.get()
     }
 
-    /// Bytes of the shard's segment files now (a directory listing and a
-    /// `stat` per segment).
+    /// Bytes of the shard's segment files now: the sealed ones' lengths
+    /// (each read once, when it is first seen sealed) plus the active
+    /// one's records. No directory listing per call: `/metrics` asks every
+    /// core for it at every scrape.
     #[must_use]
     pub fn segment_bytes(&self) -> u64 {
-        list_segments(&self.dir)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|&id| std::fs::metadata(self.dir.join(segment_file_name(id))).ok())
-            .map(|metadata| metadata.len())
-            .sum()
+        let (active, appended) = self.writer.appended_end();
+        let mut sealed = self.sealed_segment_bytes.borrow_mut();
+        let first_unknown = sealed.keys().next_back().map_or(1, |last| last + 1);
+        for segment in first_unknown..active {
+            if let Ok(metadata) = std::fs::metadata(self.dir.join(segment_file_name(segment))) {
+                sealed.insert(segment, metadata.len());
+            }
+        }
+        sealed.range(..active).map(|(_, bytes)| bytes).sum::<u64>() + appended
+    }
+
+    /// The length of sealed `segment`, from the cache (a `stat` if it is
+    /// not there yet).
+    fn sealed_bytes(&self, segment: SegmentId) -> Result<u64, ShardError> {
+        if let Some(&bytes) = self.sealed_segment_bytes.borrow().get(&segment) {
+            return Ok(bytes);
+        }
+        let bytes = std::fs::metadata(self.dir.join(segment_file_name(segment)))
+            .map_err(ShardError::Io)?
+            .len();
+        self.sealed_segment_bytes
+            .borrow_mut()
+            .insert(segment, bytes);
+        Ok(bytes)
     }
 
     /// One compaction pass: empty every sparse sealed segment. Returns the
@@ -337,9 +364,7 @@ impl Shard {
                 state.retry.set(true);
                 continue;
             }
-            let file_bytes = std::fs::metadata(self.dir.join(segment_file_name(segment)))
-                .map_err(ShardError::Io)?
-                .len();
+            let file_bytes = self.sealed_bytes(segment)?;
             let live_bytes = live.get(&segment).copied().unwrap_or(0);
             if live_bytes.saturating_mul(100)
                 <= file_bytes.saturating_mul(COMPACTION_LIVE_PERCENT_MAX)
@@ -444,6 +469,7 @@ impl Shard {
             batch: Vec::new(),
             batch_bytes: 0,
             complete: true,
+            epoch: self.writer.epoch(),
         };
 
         self.move_versions_in(&mut mover).await?;
@@ -482,6 +508,7 @@ impl Shard {
         }
         self.reader.forget(segment);
         fs::remove_file(&self.dir.join(segment_file_name(segment))).map_err(ShardError::Io)?;
+        self.sealed_segment_bytes.borrow_mut().remove(&segment);
         crash_point("compaction-after-delete");
         fs::sync_dir_async(&self.dir)
             .await
@@ -687,7 +714,7 @@ impl Shard {
                     ),
                 }));
             }
-            let copy = self.append_data(&data).await?;
+            let copy = self.append_data(&data, Space::Reserve).await?;
             self.compaction.update(|stats| {
                 stats.bytes_copied += u64::from(copy.location.len);
             });
@@ -722,10 +749,19 @@ impl Shard {
             self.index.borrow().get(key.bucket(), key.key()) == expected
                 && !self.pending_keys.borrow().contains_key(&key)
         };
+        let epoch = mover.epoch;
         let appended = self
             .writer
-            .append_if(Kind::Relocate, &payload, unchanged)
+            .append_if(Kind::Relocate, &payload, Space::Reserve, || {
+                self.writer.epoch() == epoch && unchanged()
+            })
             .await?;
+        if self.writer.epoch() != epoch {
+            // The copies this emptying made may be gone.
+            return Err(ShardError::Storage(StorageError::NoSpace(
+                "the disk filled up during compaction; its copies were dropped".to_owned(),
+            )));
+        }
         let Some(location) = appended else {
             // A newer version replaced a commit: it is garbage now. But a
             // newer version on its way may still fail, and a tombstone the
@@ -762,7 +798,7 @@ impl Shard {
             return Ok(());
         };
         crash_point("compaction-before-sync");
-        let synced = self.writer.sync(last).await;
+        let synced = self.writer.sync(last, mover.epoch).await;
         for (key, entry, location) in mover.batch.drain(..) {
             if synced.is_ok() {
                 self.index.borrow_mut().relocate(key, entry);
@@ -854,80 +890,18 @@ mod tests {
     use std::collections::BTreeMap;
     use std::rc::Rc;
 
+    use super::super::testing::{bytes_of, put, read};
     use super::super::{Shard, list_segments};
-    use crate::storage::object::{ETag, ObjectBody, ObjectCommit, ObjectTombstone};
-    use crate::storage::segment::{self, WriterOptions};
+    use crate::storage::object::ObjectTombstone;
+    use crate::storage::segment::{self, Space, WriterOptions};
     use crate::test_support::{Rng, run};
 
     /// Small segments, so that a few hundred KiB of objects make many.
     const OPTIONS: WriterOptions = WriterOptions {
         segment_bytes_max: 64 * 1024,
         write_buffer_bytes: 16 * 1024,
+        reserved_bytes: 0,
     };
-
-    fn bytes_of(seed: u64, len: usize) -> Vec<u8> {
-        let mut rng = Rng(seed | 1);
-        (0..len).map(|_| rng.next() as u8).collect()
-    }
-
-    fn commit(key: &str, body: ObjectBody, size: u64) -> ObjectCommit {
-        ObjectCommit {
-            bucket: "bucket".to_owned(),
-            key: key.to_owned(),
-            size,
-            etag: ETag::Md5([0; 16]),
-            last_modified_ms: 1,
-            content_type: None,
-            cache_control: None,
-            content_disposition: None,
-            content_encoding: None,
-            content_language: None,
-            expires: None,
-            user_metadata: Vec::new(),
-            checksums: Vec::new(),
-            part_sizes: Vec::new(),
-            body,
-        }
-    }
-
-    /// Write `data` as `key`: inline when small, else in extents of at
-    /// most 6 KiB (so objects span segments).
-    async fn put(shard: &Rc<Shard>, key: &str, data: &[u8]) {
-        let upload = shard.begin_upload();
-        let body = if data.len() <= 2048 {
-            ObjectBody::Inline(data.to_vec())
-        } else {
-            let mut extents = Vec::new();
-            for piece in data.chunks(6 * 1024) {
-                extents.push(shard.append_data(piece).await.unwrap());
-            }
-            ObjectBody::Extents(extents)
-        };
-        shard
-            .commit(&commit(key, body, data.len() as u64))
-            .await
-            .unwrap();
-        drop(upload);
-    }
-
-    async fn read(shard: &Rc<Shard>, key: &str) -> Option<Vec<u8>> {
-        let (entry, _pin) = shard.lookup_pinned("bucket", key)?;
-        let crate::storage::index::IndexValue::Object { commit: at, .. } = entry.value else {
-            unreachable!()
-        };
-        let commit = shard.read_commit(at).await.unwrap();
-        Some(match commit.body {
-            ObjectBody::Inline(data) => data,
-            ObjectBody::Extents(extents) => {
-                let mut data = Vec::new();
-                for extent in &extents {
-                    let piece = shard.read_extent(extent, 0, extent.data_len).await.unwrap();
-                    data.extend_from_slice(&piece);
-                }
-                data
-            }
-        })
-    }
 
     fn segment_bytes(dir: &std::path::Path) -> u64 {
         list_segments(dir)
@@ -993,7 +967,10 @@ mod tests {
                         }
                         _ => {
                             // An upload that never commits.
-                            shard.append_data(&bytes_of(step, 5000)).await.unwrap();
+                            shard
+                                .append_data(&bytes_of(step, 5000), Space::Data)
+                                .await
+                                .unwrap();
                         }
                     }
                 }

@@ -78,7 +78,7 @@ use crate::storage::fs::fault::image::{Disk, Image};
 use crate::storage::fs::fault::{self, Fault, Logged, SessionGuard};
 use crate::storage::fs::{Event, Op};
 use crate::storage::object::{ETag, ObjectBody, ObjectCommit, ObjectTombstone};
-use crate::storage::segment::WriterOptions;
+use crate::storage::segment::{Space, WriterOptions};
 use crate::storage::upload::{UploadCreate, UploadEnd, UploadOutcome, UploadPart};
 use crate::test_support::{Rng, run};
 use model::{BUCKET, History, Model, UploadModel};
@@ -204,17 +204,19 @@ async fn put(
     data: &[u8],
     extent_bytes: usize,
 ) -> Result<(), super::ShardError> {
-    let _upload = shard.begin_upload();
+    let upload = shard.begin_upload();
     let body = if data.len() <= 2048 {
         ObjectBody::Inline(data.to_vec())
     } else {
         let mut extents = Vec::new();
         for piece in data.chunks(extent_bytes) {
-            extents.push(shard.append_data(piece).await?);
+            extents.push(shard.append_data(piece, Space::Data).await?);
         }
         ObjectBody::Extents(extents)
     };
-    shard.commit(&commit(key, body, data.len() as u64)).await
+    shard
+        .commit(&commit(key, body, data.len() as u64), Some(&upload))
+        .await
 }
 
 /// Wait until no background job of the shard runs and nothing else holds
@@ -296,7 +298,8 @@ async fn task(phase: Rc<Phase>, task: usize, ops: u64) {
                 // An upload the client gave up on: extents, no commit.
                 let _upload = phase.shard.begin_upload();
                 let len = usize::try_from(1 + rng.below(9000)).unwrap();
-                let _ = phase.shard.append_data(&bytes_of(rng.next(), len)).await;
+                let data = bytes_of(rng.next(), len);
+                let _ = phase.shard.append_data(&data, Space::Data).await;
             }
             _ => glommio::yield_if_needed().await,
         }
@@ -357,21 +360,25 @@ async fn store_part(phase: &Phase, id: &str, number: u16, rng: &mut Rng) {
     let data = bytes_of(rng.next(), len);
     let start = phase.position();
     let result = async {
+        let upload = phase.shard.begin_upload();
         let mut extents = Vec::new();
         for piece in data.chunks(phase.extent_bytes) {
-            extents.push(phase.shard.append_data(piece).await?);
+            extents.push(phase.shard.append_data(piece, Space::Data).await?);
         }
         phase
             .shard
-            .store_part(UploadPart {
-                upload_id: id.to_owned(),
-                part_number: number,
-                size: data.len() as u64,
-                md5: [0; 16],
-                last_modified_ms: 4,
-                checksum: None,
-                extents,
-            })
+            .store_part(
+                UploadPart {
+                    upload_id: id.to_owned(),
+                    part_number: number,
+                    size: data.len() as u64,
+                    md5: [0; 16],
+                    last_modified_ms: 4,
+                    checksum: None,
+                    extents,
+                },
+                &upload,
+            )
             .await
     }
     .await;
@@ -829,6 +836,7 @@ fn run_seed(seed: u64, config: &Config) -> Explored {
         let options = WriterOptions {
             segment_bytes_max: [32 * 1024, 64 * 1024][usize::try_from(rng.below(2)).unwrap()],
             write_buffer_bytes: [8 * 1024, 16 * 1024][usize::try_from(rng.below(2)).unwrap()],
+            reserved_bytes: 0,
         };
         let session = Rc::new(fault::session(&root));
         let started = Instant::now();

@@ -46,13 +46,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use super::{Shard, ShardError};
+use super::{Shard, ShardError, UploadGuard};
 use crate::limits;
 use crate::storage::crc;
 use crate::storage::index::{IndexEntry, IndexKey, SegmentPosition};
 use crate::storage::location::SegmentId;
 use crate::storage::object::{ETag, ObjectBody, ObjectCommit};
 use crate::storage::record::Kind;
+use crate::storage::segment::{Space, StorageError};
 use crate::storage::upload::{UploadCreate, UploadEnd, UploadOutcome, UploadPart};
 
 /// One upload in progress.
@@ -586,11 +587,11 @@ impl Shard {
             multipart.creating += 1;
         }
         let appended = self
-            .append_pending(Kind::UploadCreate, &create.encode(), None)
+            .append_pending(Kind::UploadCreate, &create.encode(), None, Space::Data)
             .await;
         let result = match appended {
-            Ok((location, _)) => {
-                let result = self.writer.sync(location).await;
+            Ok((location, _, epoch)) => {
+                let result = self.writer.sync(location, epoch).await;
                 if result.is_ok() {
                     self.multipart
                         .borrow_mut()
@@ -605,16 +606,32 @@ impl Shard {
         result.map_err(CreateUploadError::Storage)
     }
 
-    /// Store a part whose extents are appended: durable, then part of its
-    /// upload. `NoSuchUpload` when the upload ended meanwhile.
-    pub async fn store_part(&self, part: UploadPart) -> Result<(), UploadError> {
+    /// Store a part whose extents are appended (by the upload `guard`
+    /// holds): durable, then part of its upload. `NoSuchUpload` when the
+    /// upload ended meanwhile.
+    pub async fn store_part(
+        &self,
+        part: UploadPart,
+        guard: &UploadGuard,
+    ) -> Result<(), UploadError> {
         if self.multipart.borrow().get(&part.upload_id).is_none() {
             return Err(UploadError::NoSuchUpload);
         }
-        let (location, _) = self
-            .append_pending(Kind::UploadPart, &part.encode(), None)
+        // As for a commit: the part's extents must not have been dropped.
+        let appended = self
+            .append_pending_if(Kind::UploadPart, &part.encode(), None, Space::Data, || {
+                guard.epoch == self.writer.epoch()
+            })
             .await?;
-        let result = self.writer.sync(location).await;
+        let Some((location, _, epoch)) = appended else {
+            return Err(UploadError::Storage(ShardError::Storage(
+                StorageError::NoSpace(
+                    "the disk filled up while the part was received; its data was dropped"
+                        .to_owned(),
+                ),
+            )));
+        };
+        let result = self.writer.sync(location, epoch).await;
         let stored = result.is_ok()
             && self.multipart.borrow_mut().apply_part(
                 part,
@@ -669,28 +686,34 @@ impl Shard {
                 self.compaction.referenced(extents);
             }
             match self
-                .append_pending(Kind::Commit, &commit.encode(), Some(&key))
+                .append_pending(Kind::Commit, &commit.encode(), Some(&key), Space::Data)
                 .await
             {
                 Ok(at) => commit_at = Some(at),
                 Err(error) => return Err(error),
             }
         }
-        let end_location = match self
-            .append_pending(Kind::UploadEnd, &end.encode(), None)
-            .await
-        {
-            Ok((location, _)) => location,
-            Err(error) => {
-                if let Some((location, _)) = commit_at {
-                    self.unmark_pending(location, Some(&key));
-                }
-                return Err(error);
+        // The end and the commit are synced together: they must be in the
+        // same epoch (no record dropped in between).
+        let commit_epoch = commit_at.map(|(_, _, epoch)| epoch);
+        let appended = self
+            .append_pending_if(Kind::UploadEnd, &end.encode(), None, Space::Reserve, || {
+                commit_epoch.is_none_or(|epoch| epoch == self.writer.epoch())
+            })
+            .await;
+        let Ok(Some((end_location, _, epoch))) = appended else {
+            if let Some((location, _, _)) = commit_at {
+                self.unmark_pending(location, Some(&key));
             }
+            return Err(appended.err().unwrap_or_else(|| {
+                ShardError::Storage(StorageError::NoSpace(
+                    "the disk filled up before the completion was durable".to_owned(),
+                ))
+            }));
         };
-        let result = self.writer.sync(end_location).await;
+        let result = self.writer.sync(end_location, epoch).await;
         if result.is_ok() {
-            if let (Some(commit), Some((location, seq))) = (commit, commit_at) {
+            if let (Some(commit), Some((location, seq, _))) = (commit, commit_at) {
                 let value = super::object_index_value(location, commit);
                 let previous = self.index.borrow().get_live(&end.bucket, &end.key);
                 if self
@@ -703,7 +726,7 @@ impl Shard {
             }
             self.multipart.borrow_mut().apply_end(end);
         }
-        if let Some((location, _)) = commit_at {
+        if let Some((location, _, _)) = commit_at {
             self.unmark_pending(location, Some(&key));
         }
         self.unmark_pending(end_location, None);

@@ -15,7 +15,7 @@ use super::{Config, Explored, SHARD_DIR, bytes_of, close, commit, explore, image
 use crate::storage::fs::Op;
 use crate::storage::fs::fault::{self, Fault, SessionGuard};
 use crate::storage::object::{ObjectBody, ObjectTombstone};
-use crate::storage::segment::{StorageError, WriterOptions};
+use crate::storage::segment::{Space, StorageError, WriterOptions};
 use crate::storage::shard::{Shard, ShardError};
 use crate::storage::upload::{UploadCreate, UploadPart};
 use crate::test_support::run;
@@ -23,6 +23,7 @@ use crate::test_support::run;
 const OPTIONS: WriterOptions = WriterOptions {
     segment_bytes_max: 32 * 1024,
     write_buffer_bytes: 8 * 1024,
+    reserved_bytes: 0,
 };
 
 /// Every crash point, a few images each.
@@ -118,20 +119,24 @@ impl Noted {
         exists.op(true, start, end, created.is_ok());
         let start = self.session.event_count();
         let stored: Result<(), String> = async {
+            let upload = shard.begin_upload();
             let extent = shard
-                .append_data(data)
+                .append_data(data, Space::Data)
                 .await
                 .map_err(|error| error.to_string())?;
             shard
-                .store_part(UploadPart {
-                    upload_id: id.to_owned(),
-                    part_number: 1,
-                    size: data.len() as u64,
-                    md5: [0; 16],
-                    last_modified_ms: 4,
-                    checksum: None,
-                    extents: vec![extent],
-                })
+                .store_part(
+                    UploadPart {
+                        upload_id: id.to_owned(),
+                        part_number: 1,
+                        size: data.len() as u64,
+                        md5: [0; 16],
+                        last_modified_ms: 4,
+                        checksum: None,
+                        extents: vec![extent],
+                    },
+                    &upload,
+                )
                 .await
                 .map_err(|error| format!("{error:?}"))
         }
@@ -219,7 +224,7 @@ fn a_failed_segment_fdatasync_stops_the_writer_and_loses_nothing_acknowledged() 
             Err(ShardError::Storage(StorageError::PreviousIo))
         ));
         assert!(matches!(
-            shard.append_data(b"more").await,
+            shard.append_data(b"more", Space::Data).await,
             Err(ShardError::Storage(StorageError::PreviousIo))
         ));
         assert!(

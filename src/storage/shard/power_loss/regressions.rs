@@ -20,6 +20,7 @@ use super::model::{BUCKET, read_object};
 const OPTIONS: WriterOptions = WriterOptions {
     segment_bytes_max: 32 * 1024,
     write_buffer_bytes: 8 * 1024,
+    reserved_bytes: 0,
 };
 
 /// Write the durable image of the session's log so far (every change not

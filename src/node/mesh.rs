@@ -26,17 +26,16 @@ use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
 use super::metrics::MetricsSnapshot;
-use crate::s3::copy::SourceRead;
+use super::owner::{SourceHead, SourcePiece, SourceRead};
 use crate::storage::catalog::Catalog;
-use crate::storage::location::Location;
-use crate::storage::object::{Extent, ObjectCommit};
 use crate::storage::shard::listing::{ListPage, ListQuery};
 use crate::storage::shard::uploads::{UploadListed, UploadQuery};
 
 /// What a core asks another core to do.
 #[derive(Debug)]
 pub enum Request {
-    /// Readiness probe: answered with [`Reply::Done`] by a core that runs.
+    /// Readiness probe: answered with [`Reply::Health`] by a core that
+    /// runs.
     Ping,
     /// The sender wants this core's counters.
     Metrics,
@@ -50,8 +49,13 @@ pub enum Request {
     DeleteBucket { name: String },
     /// From the catalog shard: a new durable version of the catalog.
     InstallCatalog(Arc<Catalog>),
-    /// From the catalog shard: does this shard hold objects of the bucket?
-    BucketIsEmpty { name: String },
+    /// From the catalog shard, first step of a `DeleteBucket`: unless a
+    /// write to the bucket is in progress here, hold new ones back and say
+    /// whether this shard holds objects or uploads of it.
+    BeginBucketDelete { name: String },
+    /// From the catalog shard, last step of a `DeleteBucket` (done or
+    /// refused): let the writes held back go on.
+    EndBucketDelete { name: String },
     /// This core's next entries of a listing (`storage::shard::listing`).
     ListPage(Box<ListQuery>),
     /// Delete these keys of a bucket (`DeleteObjects`, this core's share).
@@ -65,14 +69,7 @@ pub enum Request {
     SourceHead { bucket: String, key: String },
     /// One piece of a copy source's extent, if its live version's commit
     /// is still at `location`.
-    SourceRead {
-        bucket: String,
-        key: String,
-        location: Location,
-        extent: Extent,
-        from: u32,
-        len: u32,
-    },
+    SourceRead(Box<SourcePiece>),
     /// This core's uploads of a `ListMultipartUploads` page.
     ListUploads(Box<UploadQuery>),
     /// A connection whose next request is for an object this core owns:
@@ -94,24 +91,40 @@ pub enum BucketChange {
     NoSuchBucket,
     TooManyBuckets,
     NotEmpty,
+    /// A write to the bucket was in progress on some core.
+    InUse,
+    /// The disk is full: the catalog could not be written (nothing
+    /// changed).
+    NoSpace,
     /// Writing the catalog failed; the shard refuses changes until restart.
     Failed,
 }
 
-/// The answer to [`Request::SourceHead`]: `(seq, commit location, commit)`
-/// of the live version, `None` when there is none.
-pub type SourceHeadReply = Result<Option<(u64, Location, Box<ObjectCommit>)>, String>;
+/// What one core found when a `DeleteBucket` began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketDeleteCheck {
+    /// No objects, no uploads, no write in progress; new writes held back.
+    Empty,
+    NotEmpty,
+    /// A write to the bucket is in progress here.
+    InUse,
+}
 
 /// A core's answer to a [`Request`].
 #[derive(Debug)]
 pub enum Reply {
     Done,
+    /// This core's answer to [`Request::BeginBucketDelete`].
+    BucketDelete(BucketDeleteCheck),
+    /// Why this core's storage takes no writes, if it does not (a failed
+    /// segment write or fdatasync); `None` when it is healthy.
+    Health(Option<String>),
     Bool(bool),
     Metrics(Box<MetricsSnapshot>),
     Bucket(BucketChange),
     ListPage(ListPage),
     Uploads(Vec<UploadListed>),
-    SourceHead(SourceHeadReply),
+    SourceHead(SourceHead),
     SourceRead(SourceRead),
     /// One result per key of a `DeleteKeys`, in order.
     Deleted(Vec<Result<(), String>>),

@@ -10,10 +10,12 @@
 //! 2. Parse it (`request::parse_head`, with the head-size, header-count and
 //!    URI limits) and its body framing.
 //! 3. Route it to one operation (`s3::router`).
-//! 4. Authenticate it (`auth::authenticate`). Only now is
-//!    `100 Continue` sent to a client that asked for it: a client whose
-//!    request is refused never sends its body (S3-SCOPE.md).
-//! 5. Run the handler with a [`BodyReader`] over the body.
+//! 4. Authenticate it (`auth::authenticate`).
+//! 5. Run the handler with a [`BodyReader`] over the body. `100 Continue`
+//!    goes to a client that asked for it only when the handler first reads
+//!    the body, after its own checks (the bucket exists, the disk has
+//!    room): a client whose request is refused never sends its body
+//!    (S3-SCOPE.md). An empty body gets it at once (see `run_request`).
 //! 6. Write the response head and a small body in one write (so the client
 //!    never waits for a delayed ACK between them; `TCP_NODELAY` is set at
 //!    accept).
@@ -21,32 +23,63 @@
 //! If a request ends before its body was read (an error, or a handler that
 //! did not need it), a small rest of the body is read and discarded so that
 //! the connection can be kept alive; otherwise the connection is closed
-//! after the response, with `Connection: close`.
+//! after the response, with `Connection: close`, in stages (RFC 9112
+//! §9.6): the sending side is shut down, and what the client still sends
+//! is read and thrown away for a bounded time before the socket is closed.
+//! Closing it at once, with unread input, makes the kernel send a reset
+//! that can reach the client before it has read the response: a client
+//! still writing its body (the AWS SDKs do not wait for `100 Continue`)
+//! then sees "broken pipe" instead of the S3 error.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use super::body_reader::BodyReader;
-use super::io::{ConnIo, deadline_in};
-use super::request::{BodyFraming, RequestHead, parse_head};
 use crate::auth::{self, RequestView};
 use crate::error::S3Error;
+use crate::http::body_reader::BodyReader;
+use crate::http::io::{ConnIo, deadline_in};
+use crate::http::request::{BodyFraming, RequestHead, parse_head};
+use crate::node::worker::Worker;
+use crate::s3::router::RouterConfig;
 use crate::s3::{self, S3Request};
-use crate::server::mesh::Request;
-use crate::server::sharding::shard_for;
-use crate::server::worker::Worker;
 
 /// At most this much of an unread request body is read and thrown away to
 /// keep a connection alive; past it, closing is cheaper for both sides.
 const DRAIN_BYTES_MAX: u64 = 256 * 1024;
 
+/// Longest a connection closed with an unread request body goes on reading
+/// and discarding it (see the module doc). 2 s lets a client on a fast
+/// link finish a body of tens of MiB and read the answer, and keeps a
+/// shutdown's drain short; a slower or larger upload gets the reset after
+/// all.
+const LINGER_MS: u64 = 2_000;
+
+/// At most this much of an unread request body is discarded while
+/// lingering: the largest part of a multipart upload that clients commonly
+/// send (the AWS CLI's default is 8 MiB), several times over.
+const LINGER_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
 /// How often an idle connection checks whether the server is stopping.
 const IDLE_STOP_CHECK: Duration = Duration::from_millis(100);
 
+/// How long a connection that is idle at shutdown waits for bytes already
+/// on their way before it is closed: a request in the socket buffer is
+/// read at once, so this only needs to cover the scheduling of the read.
+const STOP_READ_GRACE_MS: u64 = 10;
+
+/// What the connections of one core share: the core's worker and the
+/// router's configuration.
+pub struct Context {
+    pub worker: Rc<Worker>,
+    pub router: RouterConfig,
+}
+
 /// Serve one accepted connection until it closes.
-pub async fn serve(worker: Rc<Worker>, mut io: ConnIo) {
+pub async fn serve(context: Rc<Context>, mut io: ConnIo) {
+    let worker = Rc::clone(&context.worker);
+    let router = &context.router;
     let mut first = true;
     loop {
         let (head, head_len) = match read_head(&worker, &mut io, first).await {
@@ -66,17 +99,13 @@ pub async fn serve(worker: Rc<Worker>, mut io: ConnIo) {
             }
         };
         first = false;
-        if let Some(owner) = owner_elsewhere(&worker, &head) {
+        if let Some(owner) = owner_elsewhere(&worker, router, &head) {
             // The request's bytes are to be touched by the core that owns
             // them (DESIGN.md, principle 3): the connection moves there,
             // head and all, and that core reads the head again.
             match io.hand_off() {
                 Ok((fd, buffered)) => {
-                    let moved = worker
-                        .mesh
-                        .call(&worker, owner, Request::AdoptConnection { fd, buffered })
-                        .await;
-                    if moved.is_err() {
+                    if !worker.hand_off_connection(owner, fd, buffered).await {
                         tracing::debug!(owner, "hand-off failed: the owner is stopping");
                     }
                 }
@@ -85,12 +114,26 @@ pub async fn serve(worker: Rc<Worker>, mut io: ConnIo) {
             return;
         }
         io.consume(head_len);
-        let keep_alive = handle(&worker, &mut io, &head).await;
-        if !keep_alive || worker.is_stopping() {
-            break;
+        match handle(&context, &mut io, &head).await {
+            After::KeepAlive if !worker.is_stopping() => {}
+            After::KeepAlive | After::Close => break,
+            After::CloseUnread => {
+                io.close_lingering(deadline_in(LINGER_MS), LINGER_BYTES_MAX)
+                    .await;
+                return;
+            }
         }
     }
     io.close().await;
+}
+
+/// What becomes of the connection after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    KeepAlive,
+    Close,
+    /// Close, while the client may still be sending the request's body.
+    CloseUnread,
 }
 
 enum HeadOutcome {
@@ -122,7 +165,13 @@ async fn read_head(worker: &Worker, io: &mut ConnIo, first: bool) -> HeadOutcome
             deadline
         } else {
             if worker.is_stopping() {
-                return HeadOutcome::Closed;
+                // A request the client sent before the shutdown may already
+                // wait in the socket: it is answered. Only a connection
+                // with nothing to read is closed.
+                match io.fill(deadline_in(STOP_READ_GRACE_MS)).await {
+                    Ok(read) if read > 0 => continue,
+                    _ => return HeadOutcome::Closed,
+                }
             }
             // Wake up now and then to notice a shutdown while idle.
             idle_deadline.min(Instant::now() + IDLE_STOP_CHECK)
@@ -149,11 +198,11 @@ async fn read_head(worker: &Worker, io: &mut ConnIo, first: bool) -> HeadOutcome
 
 /// The one operation this request asks for.
 fn route(
-    worker: &Worker,
+    router: &RouterConfig,
     head: &RequestHead,
 ) -> Result<crate::s3::router::Route, crate::s3::router::RouteError> {
     crate::s3::router::route(
-        &worker.router,
+        router,
         &head.method,
         head.host(),
         &head.path,
@@ -165,18 +214,18 @@ fn route(
 /// The core that owns the object this request names, if it is not this
 /// one. Requests that name no object (bucket operations) and requests the
 /// router refuses are answered here.
-fn owner_elsewhere(worker: &Worker, head: &RequestHead) -> Option<usize> {
-    let shard_count = worker.mesh.shard_count();
-    if shard_count == 1 {
+fn owner_elsewhere(worker: &Worker, router: &RouterConfig, head: &RequestHead) -> Option<usize> {
+    if worker.shard_count() == 1 {
         return None;
     }
-    let route = route(worker, head).ok()?;
-    let owner = shard_for(route.bucket.as_deref()?, route.key.as_deref()?, shard_count);
+    let route = route(router, head).ok()?;
+    let owner = worker.owner_of(route.bucket.as_deref()?, route.key.as_deref()?);
     (owner != worker.shard_id()).then_some(owner)
 }
 
-/// Run one request to its end; returns whether the connection stays open.
-async fn handle(worker: &Rc<Worker>, io: &mut ConnIo, head: &RequestHead) -> bool {
+/// Run one request to its end; returns what becomes of the connection.
+async fn handle(context: &Context, io: &mut ConnIo, head: &RequestHead) -> After {
+    let worker = &context.worker;
     let started = Instant::now();
     let request_id = worker.next_request_id();
     let is_head = head.method == http::Method::HEAD;
@@ -190,15 +239,16 @@ async fn handle(worker: &Rc<Worker>, io: &mut ConnIo, head: &RequestHead) -> boo
             let status = error.code.status();
             let _ = write_error(worker, io, &request_id, &error, is_head, false).await;
             record(worker, io, operation, status, started);
-            return false;
+            return After::Close;
         }
     };
     let has_body = !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
 
-    let outcome = run_request(worker, io, head, framing, &request_id, &mut operation).await;
+    let (outcome, body_done) =
+        run_request(context, io, head, framing, &request_id, &mut operation).await;
 
     match outcome {
-        Ok((response, body_done)) => {
+        Ok(response) => {
             keep_alive &= body_done;
             let status = response.status;
             if write_response(worker, io, &request_id, response, is_head, keep_alive)
@@ -213,8 +263,8 @@ async fn handle(worker: &Rc<Worker>, io: &mut ConnIo, head: &RequestHead) -> boo
             if error.resource.is_empty() {
                 error.resource = resource;
             }
-            // The body was not read to its end, so the next bytes on the
-            // connection may be body, not a request head. Even a client
+            // The body may not have been read to its end, so the next bytes
+            // on the connection may be body, not a request head. Even a client
             // that asked for 100-continue and did not get it may send the
             // body after its own wait (curl does after one second), so the
             // connection is closed.
@@ -239,29 +289,64 @@ async fn handle(worker: &Rc<Worker>, io: &mut ConnIo, head: &RequestHead) -> boo
             record(worker, io, operation, status, started);
         }
     }
-    keep_alive
+    if keep_alive {
+        After::KeepAlive
+    } else if has_body && !body_done {
+        After::CloseUnread
+    } else {
+        After::Close
+    }
 }
 
 /// Steps 3 to 5 of the module doc: route, authenticate, run the handler.
-/// Returns the response and whether the body was read to its end, or the
-/// error with the resource it concerns.
+/// Returns the response, or the error with the resource it concerns, and
+/// whether the body was read to its end.
 async fn run_request(
-    worker: &Rc<Worker>,
+    context: &Context,
     io: &mut ConnIo,
     head: &RequestHead,
     framing: BodyFraming,
     request_id: &str,
     operation: &mut &'static str,
-) -> Result<(s3::Response, bool), (S3Error, String)> {
-    let route = route(worker, head).map_err(|error| (S3Error::from(error), String::new()))?;
+) -> (Result<s3::Response, (S3Error, String)>, bool) {
+    let mut body_done = false;
+    let result = run_request_reading(
+        context,
+        io,
+        head,
+        framing,
+        request_id,
+        operation,
+        &mut body_done,
+    )
+    .await;
+    (result, body_done)
+}
+
+/// [`run_request`], which sets `body_done` once the handler is through.
+async fn run_request_reading(
+    context: &Context,
+    io: &mut ConnIo,
+    head: &RequestHead,
+    framing: BodyFraming,
+    request_id: &str,
+    operation: &mut &'static str,
+    body_done: &mut bool,
+) -> Result<s3::Response, (S3Error, String)> {
+    let (worker, router) = (&context.worker, &context.router);
+    let route = route(router, head).map_err(|error| (S3Error::from(error), String::new()))?;
     *operation = route.endpoint.name();
     let resource = resource_of(&route);
     let authenticated = {
+        let virtual_host_bucket = head
+            .host()
+            .and_then(|host| crate::s3::router::virtual_host_bucket(router, host));
         let view = RequestView {
             method: head.method.as_str(),
             path: &head.path,
             query: head.query.as_deref(),
             headers: &head.headers,
+            virtual_host_bucket: virtual_host_bucket.as_deref(),
         };
         let mut cache = worker.signing_keys.borrow_mut();
         auth::authenticate(
@@ -283,12 +368,14 @@ async fn run_request(
     };
     let decoded_len =
         decoded_content_length(&head.headers).map_err(|error| (error, resource.clone()))?;
-    // Also for an empty body: botocore before 1.43.77 (the AWS CLI v1 and
-    // v2 of 2025) asks for 100-continue on empty PUTs and, answered
-    // without it, reuses a stale status line on the connection's next
-    // request and waits out the read timeout (boto/botocore#3755). RFC
-    // 9110 allows a 100 whatever the body.
-    if head.expects_continue() {
+    // A body is asked for when the handler first reads it (BodyReader),
+    // after its own checks. An empty one at once: botocore before 1.43.77
+    // (the AWS CLI v1 and v2 of 2025) asks for 100-continue on empty PUTs
+    // and, answered without it, reuses a stale status line on the
+    // connection's next request and waits out the read timeout
+    // (boto/botocore#3755). RFC 9110 allows a 100 whatever the body.
+    let has_body = !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
+    if head.expects_continue() && !has_body {
         io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .await
             .map_err(|error| (S3Error::internal(error), resource.clone()))?;
@@ -300,6 +387,9 @@ async fn run_request(
         decoded_len,
         worker.config.body_read_timeout_ms,
     );
+    if head.expects_continue() && has_body {
+        body.send_continue_on_first_read();
+    }
     let request = S3Request {
         head,
         route: &route,
@@ -307,10 +397,8 @@ async fn run_request(
         access_key_id: &authenticated.access_key_id,
     };
     let result = s3::dispatch(worker, &request, &mut body).await;
-    let body_done = body.is_finished() || body.drain(DRAIN_BYTES_MAX).await;
-    result
-        .map(|response| (response, body_done))
-        .map_err(|error| (error, resource))
+    *body_done = body.is_finished() || body.drain(DRAIN_BYTES_MAX).await;
+    result.map_err(|error| (error, resource))
 }
 
 fn resource_of(route: &crate::s3::router::Route) -> String {
@@ -402,7 +490,7 @@ async fn write_response(
     }
     let body: &[u8] = if is_head { &[] } else { &response.body };
     let mut out = Vec::with_capacity(256 + body.len());
-    super::response::encode_response(&mut out, response.status, &response.headers, body);
+    crate::http::response::encode_response(&mut out, response.status, &response.headers, body);
     let Some(object) = response.object.take().filter(|_| !is_head) else {
         io.write_all(&out).await?;
         return io.flush().await;
@@ -427,7 +515,7 @@ async fn write_response(
             let body = error.to_xml(request_id);
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
             let mut out = Vec::with_capacity(256 + body.len());
-            super::response::encode_response(
+            crate::http::response::encode_response(
                 &mut out,
                 error.code.status(),
                 &headers,
