@@ -16,10 +16,11 @@
 //! - **The seam of the fault tests** (STYLE.md §8.4). Each operation first
 //!   asks `hook::check` whether to fail, then reports what it did with
 //!   `hook::record`, handing back what the check returned (when the
-//!   operation began: a sync covers only what completed before it). In test builds the hooks belong to [`fault`]: a test
-//!   can make any operation under a directory fail with the error of its
-//!   choice (EIO, ENOSPC, ...), and record every change to build the disk
-//!   images a power cut can leave. In every other build the hooks are empty
+//!   operation began: a sync covers only what completed before it). In
+//!   test builds the hooks belong to [`fault`]: a test can make any
+//!   operation under a directory fail with the error of its choice (EIO,
+//!   ENOSPC, ...), and record every change to build the disk images a power
+//!   cut can leave. In every other build the hooks are empty
 //!   `#[inline(always)]` functions whose closures are never called: the
 //!   seam is a compile-time choice and costs nothing on the hot path.
 //!
