@@ -179,6 +179,8 @@
 //! runs, the memtable keeps growing. The shard should slow writers down if
 //! [`Index::memtable_len`] runs far past [`MEMTABLE_ENTRY_COUNT_FLUSH`].
 
+#[doc(hidden)]
+pub(crate) mod fuzz_api;
 mod manifest;
 mod memtable;
 mod merge;
