@@ -83,8 +83,7 @@ fn authenticate_head(data: &[u8]) {
                 .and_then(|value| value.to_str().ok())
                 .and_then(AmzDate::parse_http_date)
         });
-    let now =
-        date.unwrap_or_else(|| AmzDate::parse_iso8601_basic(AMZ_DATE).expect("a valid date"));
+    let now = date.unwrap_or_else(|| AmzDate::parse_iso8601_basic(AMZ_DATE).expect("a valid date"));
     let now = u64::try_from(now.unix_seconds()).map_or(UNIX_EPOCH, |seconds| {
         UNIX_EPOCH + Duration::from_secs(seconds)
     });
@@ -406,7 +405,7 @@ fn signed_body(input: &mut Input<'_>, trailer_expected: bool) -> (Vec<u8>, Decod
         context.sign(&string_to_sign)
     };
     for _ in 0..chunk_count {
-        let len = usize::from(input.u16() % 2048).max(1);
+        let len = usize::from(input.u16() % 700).max(1);
         let fill = input.u8();
         let data: Vec<u8> = (0..len)
             .map(|index| fill.wrapping_add(index as u8))

@@ -423,13 +423,16 @@ fn build_segment(input: &mut Input<'_>) -> (Vec<u8>, Vec<Built>) {
     let mut seq = u64::from(input.u16()) + 1;
     let mut durable = 0;
     let count = input.u8() % 24;
+    let mut large_used = false;
     for _ in 0..count {
         let kind_byte = input.u8();
         let kind = kind_of(kind_byte);
-        // Mostly small payloads, sometimes a large one, so that a scan
-        // crosses its 1 MiB read size.
-        let payload_len = if kind_byte & 0x80 != 0 {
-            usize::from(input.u8()) * 8192
+        // Small payloads, and at most one large one (up to 1.1 MiB), so
+        // that a scan can cross its 1 MiB read size while most images stay
+        // small and fast.
+        let payload_len = if kind_byte & 0x80 != 0 && !large_used {
+            large_used = true;
+            usize::from(input.u8()) * 4608
         } else {
             usize::from(input.u16() % 600)
         };

@@ -433,12 +433,9 @@ impl Run {
 
     /// The archived entries, sorted by key, read in place.
     pub(super) fn entries(&self) -> &[StoredEntry] {
-        // SAFETY: `open` checked that these bytes are exactly the archive
-        // our writer produced for this type and format version (the CRC32C
-        // matches both the header and the manifest), that they are at least
-        // as long as the root, and that they are suitably aligned; the
-        // mapping is read-only and the file is never modified (see `open`).
-        // Every relative pointer in a verified archive stays inside it.
+        // SAFETY: `open` passed these bytes through `check_image` (CRCs,
+        // rkyv validation, alignment); the mapping is read-only and the
+        // file is never modified (see `open`).
         unsafe { archived_entries(&self.map[HEADER_BYTES..]) }
     }
 
@@ -480,18 +477,18 @@ pub(super) fn check_image(image: &[u8], record: &RunRecord) -> Result<ArchiveSum
         archive.as_ptr().addr().is_multiple_of(16),
         "run archive misaligned"
     );
-    #[cfg(debug_assertions)]
-    {
-        let entries = rkyv::access::<ArchivedRun, rancor::Error>(archive)
-            .map_err(|error| format!("rkyv validation: {error}"))?;
-        assert!(
-            entries.windows(2).all(|pair| pair[0].key() < pair[1].key()),
-            "keys not strictly increasing"
-        );
-    }
-    // SAFETY: as in `Run::entries`: checked above.
-    if unsafe { archived_entries(archive) }.len() != summary.entry_count as usize {
+    // The checksums say the bytes are what was written, not that what was
+    // written is a valid run (a writer bug, a format change, or damage
+    // behind a matching CRC): validate the archive once, so that the
+    // unchecked accesses of `archived_entries` stay in bounds, and check
+    // the order that lookups rely on. Both are errors, never panics.
+    let entries = rkyv::access::<ArchivedRun, rancor::Error>(archive)
+        .map_err(|error| format!("rkyv validation: {error}"))?;
+    if entries.len() != summary.entry_count as usize {
         return Err("entry count does not match its header".into());
+    }
+    if !entries.windows(2).all(|pair| pair[0].key() < pair[1].key()) {
+        return Err("keys not strictly increasing".into());
     }
     Ok(summary)
 }
@@ -502,11 +499,9 @@ pub(super) fn check_image(image: &[u8], record: &RunRecord) -> Result<ArchiveSum
 /// `archive` must have passed [`check_image`] (as the archive part of the
 /// image) and be 16-byte aligned.
 pub(super) unsafe fn archived_entries(archive: &[u8]) -> &[StoredEntry] {
-    // SAFETY: the caller guarantees the checks of `check_image`: the bytes
-    // are exactly the archive our writer produced for this type and format
-    // version (the CRC32C matches both the header and the manifest), at
-    // least as long as the root, and suitably aligned. Every relative
-    // pointer in a verified archive stays inside it.
+    // SAFETY: the caller guarantees that `check_image` accepted the bytes:
+    // rkyv validated them as an `ArchivedRun` (every relative pointer stays
+    // inside the archive, every enum tag is known) and they are aligned.
     let root = unsafe { rkyv::access_unchecked::<ArchivedRun>(archive) };
     root.as_slice()
 }
