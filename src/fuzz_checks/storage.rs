@@ -3,7 +3,7 @@
 //! recovery runs over a (possibly damaged) segment.
 
 use std::io;
-use std::ops::Deref;
+use std::ops::{ControlFlow, Deref};
 
 use super::Input;
 use crate::storage::crc;
@@ -12,7 +12,7 @@ use crate::storage::location::Location;
 use crate::storage::object::{ObjectCommit, ObjectTombstone, Relocation};
 use crate::storage::record::{self, FLAG_SEAL, Header, Kind, RecordError};
 use crate::storage::segment::{
-    ScanEnd, ScannedRecord, SegmentFile, SegmentRole, StorageError, scan,
+    ScanEnd, Scanned, ScannedRecord, SegmentFile, SegmentRole, StorageError, scan_until_reading,
 };
 use crate::storage::shard::uploads::Uploads;
 use crate::storage::upload::{UploadCreate, UploadEnd, UploadPart};
@@ -282,24 +282,35 @@ struct Scan {
 
 /// Runs the real, chunked, async scan over `image`. Nothing in it needs a
 /// glommio reactor (it awaits only the file), so any executor drives it.
-fn real_scan(image: &[u8], from_offset: u64, role: SegmentRole) -> Scan {
+fn real_scan(image: &[u8], from_offset: u64, role: SegmentRole, read_bytes: usize) -> Scan {
     let file = ImageFile(image.to_vec());
     let mut records = Vec::new();
-    let end = futures_lite::future::block_on(scan(&file, 7, from_offset, role, |record| {
-        let ScannedRecord {
-            location,
-            kind,
-            seq,
-            payload,
-        } = record;
-        records.push(Visited {
-            location,
-            kind,
-            seq,
-            payload: payload.to_vec(),
-        });
-        Ok(())
-    }));
+    let scanned = futures_lite::future::block_on(scan_until_reading(
+        &file,
+        7,
+        from_offset,
+        role,
+        read_bytes,
+        |record| {
+            let ScannedRecord {
+                location,
+                kind,
+                seq,
+                payload,
+            } = record;
+            records.push(Visited {
+                location,
+                kind,
+                seq,
+                payload: payload.to_vec(),
+            });
+            Ok(ControlFlow::Continue(()))
+        },
+    ));
+    let end = scanned.map(|scanned| match scanned {
+        Scanned::End(end) => end,
+        Scanned::Stopped { .. } => unreachable!("the visitor never stops"),
+    });
     let end = end.map_err(|error| match error {
         StorageError::Corrupted {
             segment, offset, ..
@@ -423,19 +434,12 @@ fn build_segment(input: &mut Input<'_>) -> (Vec<u8>, Vec<Built>) {
     let mut seq = u64::from(input.u16()) + 1;
     let mut durable = 0;
     let count = input.u8() % 24;
-    let mut large_used = false;
     for _ in 0..count {
         let kind_byte = input.u8();
         let kind = kind_of(kind_byte);
-        // Small payloads, and at most one large one (up to 1.1 MiB), so
-        // that a scan can cross its 1 MiB read size while most images stay
-        // small and fast.
-        let payload_len = if kind_byte & 0x80 != 0 && !large_used {
-            large_used = true;
-            usize::from(input.u8()) * 4608
-        } else {
-            usize::from(input.u16() % 600)
-        };
+        // Small payloads: the scan reads in small pieces here (see
+        // `real_scan`), so records still straddle its reads.
+        let payload_len = usize::from(input.u16() % 600);
         let fill = input.u8() & 0x3f;
         let payload: Vec<u8> = (0..payload_len)
             .map(|i| fill.wrapping_add(i as u8))
@@ -487,7 +491,9 @@ fn build_segment(input: &mut Input<'_>) -> (Vec<u8>, Vec<Built>) {
 }
 
 /// Target `segment_recovery`: `storage::segment::scan` over a segment image,
-/// through an in-memory `SegmentFile` driven by a plain `block_on`.
+/// through an in-memory `SegmentFile` driven by a plain `block_on`, in
+/// reads of a fuzzer-chosen size (the second byte: 32 bytes to 4 KiB, or
+/// the real 1 MiB), so that records straddle reads in small images.
 ///
 /// The first byte picks the image: the raw input, or (odd) a real segment
 /// built from the input then damaged (XOR masks at fuzzer-chosen offsets,
@@ -500,6 +506,11 @@ fn build_segment(input: &mut Input<'_>) -> (Vec<u8>, Vec<Built>) {
 pub fn segment_recovery(data: &[u8]) {
     let mut input = Input::new(data);
     let mode = input.u8();
+    // Read size: 32 bytes (a header) up to 4 KiB, or the real 1 MiB.
+    let read_bytes = match input.u8() {
+        0 => crate::storage::segment::SCAN_READ_BYTES,
+        size => usize::from(size) * 16 + 16,
+    };
     let (image, built) = if mode & 1 == 0 {
         (input.rest().to_vec(), None)
     } else {
@@ -527,7 +538,7 @@ pub fn segment_recovery(data: &[u8]) {
     };
 
     for role in [SegmentRole::Sealed, SegmentRole::Last] {
-        let real = real_scan(&image, 0, role);
+        let real = real_scan(&image, 0, role, read_bytes);
         let reference = reference_scan(&image, 0, role);
         assert_eq!(real, reference, "scan from 0 as {role:?}");
         for visited in &real.records {
@@ -539,19 +550,19 @@ pub fn segment_recovery(data: &[u8]) {
             .get(usize::from(mode >> 1) % (real.records.len() + 1))
         {
             let from = visited.location.end();
-            let real = real_scan(&image, from, role);
+            let real = real_scan(&image, from, role, read_bytes);
             let reference = reference_scan(&image, from, role);
             assert_eq!(real, reference, "scan from {from} as {role:?}");
         }
     }
 
     if let Some((original, built)) = built {
-        check_built_verdicts(&image, &original, &built);
+        check_built_verdicts(&image, &original, &built, read_bytes);
     }
 }
 
 /// The verdicts on a damaged image of a segment whose records are known.
-fn check_built_verdicts(image: &[u8], original: &[u8], built: &[Built]) {
+fn check_built_verdicts(image: &[u8], original: &[u8], built: &[Built], read_bytes: usize) {
     let first_change = original
         .iter()
         .zip(image)
@@ -570,7 +581,7 @@ fn check_built_verdicts(image: &[u8], original: &[u8], built: &[Built]) {
         .last()
         .is_some_and(|last| last.header.flags & FLAG_SEAL != 0);
     for role in [SegmentRole::Sealed, SegmentRole::Last] {
-        let scan = real_scan(image, 0, role);
+        let scan = real_scan(image, 0, role, read_bytes);
         // Every record before the damage is visited as written (the seal
         // is not visited), and nothing else before an error.
         let expected: Vec<u64> = built[..intact]
