@@ -53,6 +53,8 @@ pub mod check;
 pub mod config;
 pub mod crash_point;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod http;
 pub mod limits;
 pub mod node;

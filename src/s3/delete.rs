@@ -58,13 +58,14 @@ pub async fn delete_object(
 
 /// One `<Object>` of a `DeleteObjects` body.
 #[derive(Debug, Default)]
-struct Requested {
-    key: Option<String>,
-    version_id: Option<String>,
+pub(crate) struct Requested {
+    pub(crate) key: Option<String>,
+    pub(crate) version_id: Option<String>,
 }
 
-/// The keys and the `Quiet` flag of a `DeleteObjects` body.
-fn parse_delete(body: &[u8]) -> Result<(Vec<Requested>, bool), S3Error> {
+/// The keys and the `Quiet` flag of a `DeleteObjects` body (crate-visible
+/// for the `xml_bodies` fuzz target).
+pub(crate) fn parse_delete(body: &[u8]) -> Result<(Vec<Requested>, bool), S3Error> {
     let mut objects: Vec<Requested> = Vec::new();
     let mut quiet = false;
     xml::walk(body, "Delete", |event| {

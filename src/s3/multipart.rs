@@ -309,14 +309,16 @@ pub async fn store_part(
 
 /// One `<Part>` of a `CompleteMultipartUpload` body.
 #[derive(Debug, Default)]
-struct RequestedPart {
-    number: Option<u32>,
-    etag: Option<String>,
+pub(crate) struct RequestedPart {
+    pub(crate) number: Option<u32>,
+    pub(crate) etag: Option<String>,
     /// `ChecksumCRC32` and the like, as sent.
-    checksums: Vec<(ChecksumAlgorithm, String)>,
+    pub(crate) checksums: Vec<(ChecksumAlgorithm, String)>,
 }
 
-fn parse_complete(body: &[u8]) -> Result<Vec<RequestedPart>, S3Error> {
+/// The parts of a `CompleteMultipartUpload` body (crate-visible for the
+/// `xml_bodies` fuzz target).
+pub(crate) fn parse_complete(body: &[u8]) -> Result<Vec<RequestedPart>, S3Error> {
     let mut parts: Vec<RequestedPart> = Vec::new();
     xml::walk(body, "CompleteMultipartUpload", |event| {
         match event {

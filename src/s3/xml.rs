@@ -110,62 +110,25 @@ pub struct CreateBucketConfiguration {
 }
 
 /// Parse a `CreateBucket` body. An empty body (or only white space) is no
-/// configuration, as AWS allows.
+/// configuration, as AWS allows. The constraint's text is taken whole
+/// (entity and character references resolved, as [`walk`] does) and
+/// trimmed of surrounding white space.
 pub fn parse_create_bucket_configuration(
     body: &[u8],
 ) -> Result<CreateBucketConfiguration, S3Error> {
-    let malformed = || {
-        s3_error!(
-            MalformedXML,
-            "The XML you provided was not well-formed or did not validate against our published schema"
-        )
-    };
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(CreateBucketConfiguration::default());
     }
-    let mut reader = quick_xml::Reader::from_reader(body);
-    reader.config_mut().trim_text(true);
-    let mut path: Vec<Vec<u8>> = Vec::new();
     let mut config = CreateBucketConfiguration::default();
-    let mut saw_root = false;
-    let mut buf = Vec::new();
-    loop {
-        match reader.read_event_into(&mut buf).map_err(|_| malformed())? {
-            Event::Start(start) => {
-                let name = start.local_name().as_ref().to_vec();
-                if path.is_empty() {
-                    if name != b"CreateBucketConfiguration" || saw_root {
-                        return Err(malformed());
-                    }
-                    saw_root = true;
-                }
-                path.push(name);
-            }
-            Event::Empty(start) if path.is_empty() => {
-                if start.local_name().as_ref() != b"CreateBucketConfiguration" || saw_root {
-                    return Err(malformed());
-                }
-                saw_root = true;
-            }
-            Event::End(_) => {
-                path.pop();
-            }
-            Event::Text(text) => {
-                if path.len() == 2 && path[1] == b"LocationConstraint" {
-                    let value = text.decode().map_err(|_| malformed())?;
-                    config.location_constraint = Some(value.into_owned());
-                } else if path.is_empty() {
-                    return Err(malformed());
-                }
-            }
-            Event::Eof => break,
-            _ => {}
+    walk(body, "CreateBucketConfiguration", |event| {
+        if let XmlEvent::Leaf(path, text) = event
+            && path == ["LocationConstraint"]
+        {
+            let text = text.trim_matches([' ', '\t', '\r', '\n']);
+            config.location_constraint = Some(text.to_owned());
         }
-        buf.clear();
-    }
-    if !saw_root || !path.is_empty() {
-        return Err(malformed());
-    }
+        Ok(())
+    })?;
     Ok(config)
 }
 
@@ -450,6 +413,31 @@ mod tests {
         assert_eq!(
             parse_create_bucket_configuration(b"<CreateBucketConfiguration/>").unwrap(),
             CreateBucketConfiguration::default()
+        );
+    }
+
+    #[test]
+    fn location_constraint_with_references_is_read_whole() {
+        // Regression (found by the `xml_bodies` fuzz target's round trip of
+        // escaped text): quick-xml reports `&amp;` and `&#..;` as events of
+        // their own between text pieces, and the parser kept only the last
+        // piece, so `x&amp;eu-west-1` read as `eu-west-1`: a constraint AWS
+        // refuses was taken for this server's region.
+        let body = b"<CreateBucketConfiguration><LocationConstraint>x&amp;eu-west-1</LocationConstraint></CreateBucketConfiguration>";
+        assert_eq!(
+            parse_create_bucket_configuration(body)
+                .unwrap()
+                .location_constraint
+                .as_deref(),
+            Some("x&eu-west-1")
+        );
+        let body = b"<CreateBucketConfiguration><LocationConstraint> eu&#45;west-1\n</LocationConstraint></CreateBucketConfiguration>";
+        assert_eq!(
+            parse_create_bucket_configuration(body)
+                .unwrap()
+                .location_constraint
+                .as_deref(),
+            Some("eu-west-1")
         );
     }
 

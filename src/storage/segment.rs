@@ -1587,8 +1587,23 @@ pub async fn scan_until<F: SegmentFile>(
     segment: SegmentId,
     from_offset: u64,
     role: SegmentRole,
+    visit: impl FnMut(ScannedRecord<'_>) -> Result<ControlFlow<()>, StorageError>,
+) -> Result<Scanned, StorageError> {
+    scan_until_reading(file, segment, from_offset, role, SCAN_READ_BYTES, visit).await
+}
+
+/// [`scan_until`] with reads of `read_bytes` instead of [`SCAN_READ_BYTES`]:
+/// the `segment_recovery` fuzz target scans small images in small reads, so
+/// that records straddle read boundaries without megabyte-sized inputs.
+pub(crate) async fn scan_until_reading<F: SegmentFile>(
+    file: &F,
+    segment: SegmentId,
+    from_offset: u64,
+    role: SegmentRole,
+    read_bytes: usize,
     mut visit: impl FnMut(ScannedRecord<'_>) -> Result<ControlFlow<()>, StorageError>,
 ) -> Result<Scanned, StorageError> {
+    assert!(read_bytes > 0);
     assert!(from_offset.is_multiple_of(u64::from(record::RECORD_ALIGNMENT_BYTES)));
     let corrupted = |offset: u64, what: String| StorageError::Corrupted {
         segment,
@@ -1605,6 +1620,7 @@ pub async fn scan_until<F: SegmentFile>(
     let mut chunks = Chunks {
         file,
         file_len,
+        read_bytes,
         chunk: None,
         chunk_offset: 0,
     };
@@ -1754,6 +1770,9 @@ async fn classify_tail<F: SegmentFile>(
 struct Chunks<'f, F: SegmentFile> {
     file: &'f F,
     file_len: u64,
+    /// Size of each read ([`SCAN_READ_BYTES`] but in the fuzz target); a
+    /// record larger than this is read whole.
+    read_bytes: usize,
     chunk: Option<F::Bytes>,
     chunk_offset: u64,
 }
@@ -1766,7 +1785,7 @@ impl<F: SegmentFile> Chunks<'_, F> {
             offset >= self.chunk_offset && offset + len <= self.chunk_offset + chunk.len() as u64
         });
         if !cached {
-            let read_len = len.max(SCAN_READ_BYTES as u64).min(self.file_len - offset);
+            let read_len = len.max(self.read_bytes as u64).min(self.file_len - offset);
             let bytes = self
                 .file
                 .read_at(offset, to_usize(read_len))
@@ -1802,7 +1821,7 @@ impl<F: SegmentFile> Chunks<'_, F> {
 
     /// The offset of the first non-zero byte at or after `offset`.
     async fn first_non_zero(&mut self, mut offset: u64) -> Result<Option<u64>, StorageError> {
-        let piece = u32::try_from(SCAN_READ_BYTES).expect("scan reads fit u32");
+        let piece = u32::try_from(self.read_bytes).expect("scan reads fit u32");
         while offset < self.file_len {
             let bytes = self.get(offset, piece).await?;
             if let Some(index) = bytes.iter().position(|byte| *byte != 0) {

@@ -22,7 +22,7 @@ const VERSION: u32 = 1;
 /// One live run as the manifest names it; the entry count and archive CRC
 /// repeat the run's header, to catch a whole file that is the wrong one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct RunRecord {
+pub(crate) struct RunRecord {
     pub number: u64,
     pub entry_count: u32,
     pub archive_crc: u32,

@@ -222,10 +222,10 @@ impl<W: Write> Write for CrcWriter<W> {
 
 /// What the header says about an archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ArchiveSummary {
-    entry_count: u32,
-    archive_len: u64,
-    archive_crc: u32,
+pub(super) struct ArchiveSummary {
+    pub(super) entry_count: u32,
+    pub(super) archive_len: u64,
+    pub(super) archive_crc: u32,
 }
 
 /// Serialize the merge stream as a run archive into `out`.
@@ -268,7 +268,7 @@ fn encode_archive<W: Write>(
     Ok((out.inner, summary))
 }
 
-fn encode_header(summary: ArchiveSummary) -> [u8; HEADER_BYTES] {
+pub(super) fn encode_header(summary: ArchiveSummary) -> [u8; HEADER_BYTES] {
     let mut header = [0; HEADER_BYTES];
     header[0..8].copy_from_slice(MAGIC);
     header[8..12].copy_from_slice(&VERSION.to_le_bytes());
@@ -300,8 +300,7 @@ fn decode_header(header: &[u8; HEADER_BYTES]) -> Result<ArchiveSummary, String> 
 }
 
 /// The whole file image of a run holding `entries`: the pure part of
-/// [`write`], for tests and tools.
-#[cfg(test)]
+/// [`write`], for tests and the `index_run` fuzz target.
 pub(super) fn encode(entries: MergeIter<'_>) -> Result<Vec<u8>, IndexError> {
     let (archive, summary) = encode_archive(entries, Vec::new())?;
     let mut bytes = encode_header(summary).to_vec();
@@ -404,47 +403,15 @@ impl Run {
         // (SIGBUS), which is outside what we can defend against.
         let map = unsafe { Mmap::map(&file)? };
         drop(file);
-        let header: &[u8; HEADER_BYTES] = map[..HEADER_BYTES].try_into().expect("length checked");
-        let summary = decode_header(header).map_err(|what| corrupted(&what))?;
-        if HEADER_BYTES as u64 + summary.archive_len != file_len {
-            return Err(corrupted("length does not match its header"));
-        }
-        let archive = &map[HEADER_BYTES..];
-        if crc::crc32c(archive) != summary.archive_crc {
-            return Err(corrupted("archive checksum mismatch"));
-        }
-        if summary.entry_count != record.entry_count || summary.archive_crc != record.archive_crc {
-            return Err(corrupted("not the run the manifest committed"));
-        }
-        if archive.len() < size_of::<ArchivedRun>() {
-            return Err(corrupted("archive shorter than its root"));
-        }
-        // Mappings are page-aligned and the header is 32 bytes, so the
-        // archive meets rkyv's alignment (at most 8 here).
-        assert!(
-            archive.as_ptr().addr().is_multiple_of(16),
-            "run mapping misaligned"
-        );
-        #[cfg(debug_assertions)]
-        {
-            let entries = rkyv::access::<ArchivedRun, rancor::Error>(archive)
-                .map_err(|error| corrupted(&format!("rkyv validation: {error}")))?;
-            assert!(
-                entries.windows(2).all(|pair| pair[0].key() < pair[1].key()),
-                "{}: keys not strictly increasing",
-                path.display()
-            );
-        }
-        let run = Run {
+        // Mappings are page-aligned, so the archive 32 bytes in meets
+        // rkyv's alignment (at most 8 here).
+        let summary = check_image(&map, record).map_err(|what| corrupted(&what))?;
+        Ok(Run {
             number: record.number,
             map,
             entry_count: summary.entry_count,
             archive_crc: summary.archive_crc,
-        };
-        if run.entries().len() != summary.entry_count as usize {
-            return Err(corrupted("entry count does not match its header"));
-        }
-        Ok(run)
+        })
     }
 
     pub(super) fn number(&self) -> u64 {
@@ -465,14 +432,10 @@ impl Run {
 
     /// The archived entries, sorted by key, read in place.
     pub(super) fn entries(&self) -> &[StoredEntry] {
-        // SAFETY: `open` checked that these bytes are exactly the archive
-        // our writer produced for this type and format version (the CRC32C
-        // matches both the header and the manifest), that they are at least
-        // as long as the root, and that they are suitably aligned; the
-        // mapping is read-only and the file is never modified (see `open`).
-        // Every relative pointer in a verified archive stays inside it.
-        let root = unsafe { rkyv::access_unchecked::<ArchivedRun>(&self.map[HEADER_BYTES..]) };
-        root.as_slice()
+        // SAFETY: `open` passed these bytes through `check_image` (CRCs,
+        // rkyv validation, alignment); the mapping is read-only and the
+        // file is never modified (see `open`).
+        unsafe { archived_entries(&self.map[HEADER_BYTES..]) }
     }
 
     pub(super) fn get(&self, key: &[u8]) -> Option<IndexEntry> {
@@ -482,6 +445,64 @@ impl Run {
             .ok()?;
         Some(entries[index].entry())
     }
+}
+
+/// Checks the whole image of a run file (header and archive) against its
+/// header and against `record`, the manifest's word for it, and returns
+/// its summary. Pure, so that [`Run::open`] and the `index_run` fuzz target
+/// share it.
+///
+/// # Panics
+/// If the archive (32 bytes into `image`) is not 16-byte aligned: a caller
+/// bug (a file mapping always is).
+pub(super) fn check_image(image: &[u8], record: &RunRecord) -> Result<ArchiveSummary, String> {
+    let Some((header, archive)) = image.split_first_chunk::<HEADER_BYTES>() else {
+        return Err("shorter than its header".into());
+    };
+    let summary = decode_header(header)?;
+    if HEADER_BYTES as u64 + summary.archive_len != image.len() as u64 {
+        return Err("length does not match its header".into());
+    }
+    if crc::crc32c(archive) != summary.archive_crc {
+        return Err("archive checksum mismatch".into());
+    }
+    if summary.entry_count != record.entry_count || summary.archive_crc != record.archive_crc {
+        return Err("not the run the manifest committed".into());
+    }
+    if archive.len() < size_of::<ArchivedRun>() {
+        return Err("archive shorter than its root".into());
+    }
+    assert!(
+        archive.as_ptr().addr().is_multiple_of(16),
+        "run archive misaligned"
+    );
+    // The checksums say the bytes are what was written, not that what was
+    // written is a valid run (a writer bug, a format change, or damage
+    // behind a matching CRC): validate the archive once, so that the
+    // unchecked accesses of `archived_entries` stay in bounds, and check
+    // the order that lookups rely on. Both are errors, never panics.
+    let entries = rkyv::access::<ArchivedRun, rancor::Error>(archive)
+        .map_err(|error| format!("rkyv validation: {error}"))?;
+    if entries.len() != summary.entry_count as usize {
+        return Err("entry count does not match its header".into());
+    }
+    if !entries.windows(2).all(|pair| pair[0].key() < pair[1].key()) {
+        return Err("keys not strictly increasing".into());
+    }
+    Ok(summary)
+}
+
+/// The entries of a run archive, read in place.
+///
+/// # Safety
+/// `archive` must have passed [`check_image`] (as the archive part of the
+/// image) and be 16-byte aligned.
+pub(super) unsafe fn archived_entries(archive: &[u8]) -> &[StoredEntry] {
+    // SAFETY: the caller guarantees that `check_image` accepted the bytes:
+    // rkyv validated them as an `ArchivedRun` (every relative pointer stays
+    // inside the archive, every enum tag is known) and they are aligned.
+    let root = unsafe { rkyv::access_unchecked::<ArchivedRun>(archive) };
+    root.as_slice()
 }
 
 /// The index of the first of the sorted `entries` at or after `start`.

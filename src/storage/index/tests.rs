@@ -1216,6 +1216,50 @@ const GOLDEN_RUN_HEX: &str = concat!(
     "0000000000000000000000000000000060ffffff02000000",
 );
 
+/// The golden run above, in an aligned buffer, with `damage` applied to its
+/// archive and the header rewritten to match (length and both CRCs), so
+/// that only the checks past the checksums can catch the damage.
+fn golden_run_damaged(damage: impl FnOnce(&mut [u8])) -> Result<(), String> {
+    let mut image = fuzz_api::RunImage::new();
+    for pair in GOLDEN_RUN_HEX.as_bytes().chunks(2) {
+        let digit = |byte: u8| (byte as char).to_digit(16).expect("hex");
+        image.push(u8::try_from(digit(pair[0]) * 16 + digit(pair[1])).expect("a byte"));
+    }
+    damage(&mut image[32..]);
+    let record = fuzz_api::reseal_run(&mut image, 2);
+    fuzz_api::read_run(&image, &record).map(|_| ())
+}
+
+#[test]
+fn run_with_valid_checksums_but_unsorted_keys_is_corrupted() {
+    // Regression (found by the `index_run` fuzz target): a run whose
+    // checksums match but whose keys are out of order made `open` panic
+    // (`assert!` in debug builds) or, in release builds, was accepted, and
+    // its binary searches then missed keys. Method: turn the second key of
+    // the golden run, `b`/`zz`, into `b`/`aa`, which sorts before `b`/`key`.
+    assert_eq!(
+        golden_run_damaged(|archive| {
+            archive[7..9].copy_from_slice(b"aa");
+        }),
+        Err("keys not strictly increasing".to_owned())
+    );
+}
+
+#[test]
+fn run_with_valid_checksums_but_a_wild_pointer_is_corrupted() {
+    // Regression (seen while writing the `index_run` fuzz target, whose
+    // build keeps debug assertions and so ran the validation that release
+    // builds skipped): release builds read runs with
+    // `rkyv::access_unchecked` once the CRCs matched, so a relative pointer
+    // out of the archive behind a matching CRC was an out-of-bounds read. Method: point the first entry's key far outside
+    // the archive; validation must refuse the run.
+    let error = golden_run_damaged(|archive| {
+        archive[16..20].copy_from_slice(&0x7fff_0000_i32.to_le_bytes());
+    })
+    .unwrap_err();
+    assert!(error.starts_with("rkyv validation"), "{error}");
+}
+
 // ---------------------------------------------------------------------------
 // Relocation
 

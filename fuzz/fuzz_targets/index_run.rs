@@ -1,0 +1,5 @@
+//! Fuzz target `index_run`: a thin wrapper; the checks and what they assert are
+//! in `ringstore::fuzz_checks::index_run` (shared with `tests/fuzz_regressions.rs`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ringstore::fuzz_checks::index_run(data));
