@@ -95,6 +95,7 @@ fn authenticate_head(data: &[u8]) {
         path: &head.path,
         query: head.query.as_deref(),
         headers: &head.headers,
+        virtual_host_bucket: None,
     };
     let _ = sigv4_auth::authenticate(&view, &store, REGION, now, &mut cache);
 

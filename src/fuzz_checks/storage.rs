@@ -258,6 +258,9 @@ impl SegmentFile for ImageFile {
     async fn truncate(&self, _len: u64) -> io::Result<()> {
         unreachable!("a scan does not truncate")
     }
+    async fn allocate(&self, _len: u64) -> io::Result<()> {
+        unreachable!("a scan does not allocate")
+    }
     async fn file_len(&self) -> io::Result<u64> {
         Ok(self.0.len() as u64)
     }
