@@ -58,6 +58,8 @@ pub mod fuzz_checks;
 pub mod http;
 pub mod limits;
 pub mod node;
+#[cfg(test)]
+mod power_loss;
 pub mod s3;
 pub mod server;
 pub mod storage;

@@ -38,6 +38,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("server", 70),
     ("check", 90),
     ("fuzz_checks", 90),
+    ("power_loss", 90),
     ("lib", 100),
     ("main", 100),
 ];

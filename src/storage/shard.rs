@@ -55,8 +55,6 @@ use std::rc::Rc;
 mod compaction;
 pub mod listing;
 #[cfg(test)]
-mod power_loss;
-#[cfg(test)]
 mod recovery_tests;
 mod scrub;
 #[cfg(test)]
@@ -716,6 +714,27 @@ impl Shard {
             position,
             next_seq: synced_next_seq.max(memtable_next),
         })
+    }
+}
+
+/// What the whole-engine tests (`crate::power_loss`) look at inside a
+/// shard.
+#[cfg(test)]
+impl Shard {
+    pub(crate) fn appended_end(&self) -> (SegmentId, u64) {
+        self.writer.appended_end()
+    }
+
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.writer.next_seq()
+    }
+
+    pub(crate) fn index_entry(&self, bucket: &str, key: &str) -> Option<IndexEntry> {
+        self.index.borrow().get(bucket, key)
+    }
+
+    pub(crate) fn index_job_running(&self) -> bool {
+        self.index_job_running.get()
     }
 }
 

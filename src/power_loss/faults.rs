@@ -345,7 +345,7 @@ fn shard_for_recovery(root: &Path, sealed_last: bool) -> Vec<(String, Vec<u8>)> 
         }
         if sealed_last {
             let mut index = 100;
-            while shard.writer.appended_end().1 + 7100 < OPTIONS.segment_bytes_max {
+            while shard.appended_end().1 + 7100 < OPTIONS.segment_bytes_max {
                 let data = bytes_of(index, 3000);
                 put(&shard, &format!("k{index}"), &data, 4096)
                     .await

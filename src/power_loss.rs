@@ -72,13 +72,13 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::Shard;
-use super::uploads::UploadError;
 use crate::storage::fs::fault::image::{Disk, Image};
 use crate::storage::fs::fault::{self, Fault, Logged, SessionGuard};
 use crate::storage::fs::{Event, Op};
 use crate::storage::object::{ETag, ObjectBody, ObjectCommit, ObjectTombstone};
 use crate::storage::segment::{Space, WriterOptions};
+use crate::storage::shard::Shard;
+use crate::storage::shard::uploads::UploadError;
 use crate::storage::upload::{UploadCreate, UploadEnd, UploadOutcome, UploadPart};
 use crate::test_support::{Rng, run};
 use model::{BUCKET, History, Model, UploadModel};
@@ -203,7 +203,7 @@ async fn put(
     key: &str,
     data: &[u8],
     extent_bytes: usize,
-) -> Result<(), super::ShardError> {
+) -> Result<(), crate::storage::shard::ShardError> {
     let upload = shard.begin_upload();
     let body = if data.len() <= 2048 {
         ObjectBody::Inline(data.to_vec())
@@ -222,7 +222,7 @@ async fn put(
 /// Wait until no background job of the shard runs and nothing else holds
 /// it, then drop it: what a process exit leaves (no checkpoint).
 async fn close(shard: Rc<Shard>) {
-    while shard.index_job_running.get() || Rc::strong_count(&shard) > 1 {
+    while shard.index_job_running() || Rc::strong_count(&shard) > 1 {
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
     drop(shard);

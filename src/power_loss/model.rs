@@ -13,10 +13,11 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use super::super::Shard;
-use super::super::uploads::{UploadListed, UploadQuery};
-use crate::storage::index::{IndexKey, IndexValue};
+use crate::storage::index::IndexValue;
 use crate::storage::object::ObjectBody;
+use crate::storage::shard::Shard;
+use crate::storage::shard::listing::{ListQuery, Listed};
+use crate::storage::shard::uploads::{UploadListed, UploadQuery};
 
 /// The bucket every test object is in.
 pub const BUCKET: &str = "bucket";
@@ -132,18 +133,23 @@ pub struct Seen {
 /// Read everything `shard` holds, checking each object on the way (its
 /// commit, every extent's record and checksum, the size).
 pub async fn see(shard: &Shard) -> Result<Seen, String> {
-    let keys: Vec<String> = {
-        let index = shard.index.borrow();
-        index
-            .objects_after(None)
-            .filter(|(_, entry)| matches!(entry.value, IndexValue::Object { .. }))
-            .map(|(key, _)| {
-                let key = IndexKey::from_encoded(key);
-                assert_eq!(key.bucket(), BUCKET, "only the test bucket has objects");
-                key.key().to_owned()
-            })
-            .collect()
-    };
+    // The shard's own listing (the workload writes only to `BUCKET`).
+    let page = shard.list(&ListQuery {
+        bucket: BUCKET.to_owned(),
+        prefix: String::new(),
+        delimiter: String::new(),
+        after: None,
+        limit: usize::MAX,
+    });
+    assert!(!page.more, "one page holds every key");
+    let keys: Vec<String> = page
+        .entries
+        .into_iter()
+        .map(|entry| match entry {
+            Listed::Object { key, .. } => key,
+            Listed::CommonPrefix(prefix) => unreachable!("no delimiter, yet {prefix}"),
+        })
+        .collect();
     let mut seen = Seen::default();
     for key in keys {
         let Some(data) = read_object(shard, &key).await? else {

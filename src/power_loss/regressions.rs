@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 
-use super::super::{Shard, list_segments};
 use super::{SHARD_DIR, bytes_of, close, put, write_data_dir_files};
 use crate::storage::fs::Op;
 use crate::storage::fs::fault::image::Disk;
@@ -13,6 +12,7 @@ use crate::storage::fs::fault::{self, Fault};
 use crate::storage::index::{Checkpoint, Index, SegmentPosition};
 use crate::storage::object::ObjectTombstone;
 use crate::storage::segment::WriterOptions;
+use crate::storage::shard::{Shard, list_segments};
 use crate::test_support::run;
 
 use super::model::{BUCKET, read_object};
@@ -80,7 +80,7 @@ fn a_start_syncs_a_sealed_last_segment_before_it_starts_the_next() {
         let shard = Rc::new(Shard::open_with(&dir, OPTIONS).await.unwrap());
         let mut objects = BTreeMap::new();
         let mut index = 0;
-        while shard.writer.appended_end().1 + 7100 < OPTIONS.segment_bytes_max {
+        while shard.appended_end().1 + 7100 < OPTIONS.segment_bytes_max {
             let data = bytes_of(index, 3000);
             put(&shard, &format!("k{index}"), &data, 4096)
                 .await
@@ -93,7 +93,7 @@ fn a_start_syncs_a_sealed_last_segment_before_it_starts_the_next() {
         // the seal's fdatasync fails.
         let error = put(&shard, "too-much", &bytes_of(99, 7000), 7000).await;
         assert!(error.is_err());
-        assert_eq!(shard.writer.appended_end().0, 1, "no roll-over");
+        assert_eq!(shard.appended_end().0, 1, "no roll-over");
         session.heal();
         close(shard).await;
         let shard = Shard::open_with(&dir, OPTIONS).await.unwrap();
@@ -146,7 +146,7 @@ fn a_start_makes_its_manifest_durable_before_it_deletes_what_the_manifest_does_n
         close(shard).await;
         let shard = Rc::new(Shard::open_with(&dir, OPTIONS).await.unwrap());
         let mut index = 0;
-        while shard.writer.appended_end().0 == 1 {
+        while shard.appended_end().0 == 1 {
             let data = bytes_of(100 + index, 3000);
             put(&shard, &format!("c{index}"), &data, 4096)
                 .await
@@ -184,16 +184,16 @@ fn the_offline_check_accepts_an_index_that_took_records_after_its_checkpoint() {
             let shard = Rc::new(Shard::open_with(&dir, OPTIONS).await.unwrap());
             put(&shard, "other", b"x", 4096).await.unwrap();
             let other = shard.lookup(BUCKET, "other").unwrap();
-            let (segment, offset) = shard.writer.appended_end();
+            let (segment, offset) = shard.appended_end();
             let after_other = Checkpoint {
                 position: SegmentPosition { segment, offset },
-                next_seq: shard.writer.next_seq(),
+                next_seq: shard.next_seq(),
             };
             put(&shard, "gone", b"y", 4096).await.unwrap();
-            let (segment, offset) = shard.writer.appended_end();
+            let (segment, offset) = shard.appended_end();
             let between = Checkpoint {
                 position: SegmentPosition { segment, offset },
-                next_seq: shard.writer.next_seq(),
+                next_seq: shard.next_seq(),
             };
             let tombstone = ObjectTombstone {
                 bucket: BUCKET.to_owned(),
@@ -201,7 +201,7 @@ fn the_offline_check_accepts_an_index_that_took_records_after_its_checkpoint() {
                 deleted_ms: 2,
             };
             assert!(shard.delete(&tombstone).await.unwrap());
-            let deleted = shard.index.borrow().get(BUCKET, "gone").unwrap();
+            let deleted = shard.index_entry(BUCKET, "gone").unwrap();
             assert!(deleted.is_tombstone());
             assert_eq!(read_object(&shard, "gone").await.unwrap(), None);
             drop(shard);
@@ -211,10 +211,10 @@ fn the_offline_check_accepts_an_index_that_took_records_after_its_checkpoint() {
             index.insert(crate::storage::index::IndexKey::new(BUCKET, "other"), other);
             if keep_tombstone {
                 index.flush(after_other).unwrap();
-                super::super::uploads::write_snapshot(
+                crate::storage::shard::uploads::write_snapshot(
                     &dir,
                     after_other.position,
-                    &super::super::uploads::Uploads::default().encode_snapshot(),
+                    &crate::storage::shard::uploads::Uploads::default().encode_snapshot(),
                 )
                 .unwrap();
             }
@@ -232,10 +232,10 @@ fn the_offline_check_accepts_an_index_that_took_records_after_its_checkpoint() {
                     ..between
                 })
                 .unwrap();
-            super::super::uploads::write_snapshot(
+            crate::storage::shard::uploads::write_snapshot(
                 &dir,
                 between.position,
-                &super::super::uploads::Uploads::default().encode_snapshot(),
+                &crate::storage::shard::uploads::Uploads::default().encode_snapshot(),
             )
             .unwrap();
         });
@@ -267,7 +267,7 @@ fn a_start_makes_the_segment_it_appends_to_durable_in_its_directory() {
         let shard = Rc::new(Shard::open_with(&dir, OPTIONS).await.unwrap());
         let mut objects = BTreeMap::new();
         let mut index = 0;
-        while shard.writer.appended_end().1 + 7100 < OPTIONS.segment_bytes_max {
+        while shard.appended_end().1 + 7100 < OPTIONS.segment_bytes_max {
             let data = bytes_of(index, 3000);
             put(&shard, &format!("k{index}"), &data, 4096)
                 .await
@@ -282,11 +282,7 @@ fn a_start_makes_the_segment_it_appends_to_durable_in_its_directory() {
         session.heal();
         close(shard).await;
         let shard = Rc::new(Shard::open_with(&dir, OPTIONS).await.unwrap());
-        assert_eq!(
-            shard.writer.appended_end(),
-            (2, 0),
-            "appends go to segment 2"
-        );
+        assert_eq!(shard.appended_end(), (2, 0), "appends go to segment 2");
         for index in 200..203 {
             let data = bytes_of(index, 1000);
             put(&shard, &format!("k{index}"), &data, 4096)
