@@ -75,9 +75,10 @@ use std::time::{Duration, Instant};
 use crate::storage::fs::fault::image::{Disk, Image};
 use crate::storage::fs::fault::{self, Fault, Logged, SessionGuard};
 use crate::storage::fs::{Event, Op};
-use crate::storage::object::{ETag, ObjectBody, ObjectCommit, ObjectTombstone};
+use crate::storage::object::{ETag, ObjectBody, ObjectTombstone};
 use crate::storage::segment::{Space, WriterOptions};
 use crate::storage::shard::Shard;
+use crate::storage::shard::testing::{bytes_of, commit};
 use crate::storage::shard::uploads::UploadError;
 use crate::storage::upload::{UploadCreate, UploadEnd, UploadOutcome, UploadPart};
 use crate::test_support::{Rng, run};
@@ -170,30 +171,24 @@ impl Explored {
     }
 }
 
-fn bytes_of(seed: u64, len: usize) -> Vec<u8> {
-    let mut rng = Rng(seed | 1);
-    #[allow(clippy::cast_possible_truncation, reason = "a byte of random bits")]
-    (0..len).map(|_| rng.next() as u8).collect()
-}
-
-fn commit(key: &str, body: ObjectBody, size: u64) -> ObjectCommit {
-    ObjectCommit {
-        bucket: BUCKET.to_owned(),
-        key: key.to_owned(),
-        size,
-        etag: ETag::Md5([0; 16]),
-        last_modified_ms: 1,
-        content_type: None,
-        cache_control: None,
-        content_disposition: None,
-        content_encoding: None,
-        content_language: None,
-        expires: None,
-        user_metadata: Vec::new(),
-        checksums: Vec::new(),
-        part_sizes: Vec::new(),
-        body,
+/// Put 3000-byte objects `k{first}`, `k{first + 1}`, ... until the active
+/// segment has no room for a 7000-byte extent (segments of
+/// `segment_bytes_max`), so that the next such extent rolls over; returns
+/// them.
+async fn fill_segment(
+    shard: &Rc<Shard>,
+    segment_bytes_max: u64,
+    first: u64,
+) -> Vec<(String, Vec<u8>)> {
+    let mut objects = Vec::new();
+    let mut index = first;
+    while shard.appended_end().1 + 7100 < segment_bytes_max {
+        let data = bytes_of(index, 3000);
+        put(shard, &format!("k{index}"), &data, 4096).await.unwrap();
+        objects.push((format!("k{index}"), data));
+        index += 1;
     }
+    objects
 }
 
 /// Put `data` as `key` as a PUT does: inline when small, else in extents of

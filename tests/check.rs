@@ -5,20 +5,14 @@
 
 mod common;
 
-use std::fmt;
-use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use common::ServerOptions;
-
-/// Longest a check of these small directories may take.
-const CHECK_TIMEOUT: Duration = Duration::from_mins(1);
+use common::{ServerOptions, run_check};
 
 /// Objects up to this size are stored inside their commit record
 /// (`storage::object::INLINE_BYTES_MAX`); larger ones in `Data` records of
@@ -29,76 +23,6 @@ const EXTENT_BYTES_MAX: usize = 1024 * 1024;
 /// Size of a record header: an extent's payload starts this far into its
 /// record (`storage::record`).
 const RECORD_HEADER_BYTES: u64 = 32;
-
-/// One finished `ringstore check`.
-struct CheckRun {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl fmt::Display for CheckRun {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "check exited with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-impl CheckRun {
-    /// The number on the summary line `name: N` (or `name: N (...)`).
-    fn field(&self, name: &str) -> u64 {
-        let prefix = format!("{name}: ");
-        let line = self
-            .stdout
-            .lines()
-            .find_map(|line| line.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no `{prefix}` line:\n{self}"));
-        line.split_whitespace()
-            .next()
-            .and_then(|number| number.parse().ok())
-            .unwrap_or_else(|| panic!("`{prefix}` is not followed by a number:\n{self}"))
-    }
-}
-
-/// Run `ringstore check --data-dir DIR` to its end; its output goes to
-/// files in `scratch`, so no pipe can fill up.
-fn run_check(data_dir: &Path, scratch: &Path) -> CheckRun {
-    let stdout_path = scratch.join("check.stdout");
-    let stderr_path = scratch.join("check.stderr");
-    let mut child = Command::new(common::binary())
-        .arg("check")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(File::create(&stdout_path).expect("create the stdout file"))
-        .stderr(File::create(&stderr_path).expect("create the stderr file"))
-        .spawn()
-        .expect("spawn ringstore check");
-    let deadline = Instant::now() + CHECK_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait on ringstore check") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "ringstore check did not finish within {CHECK_TIMEOUT:?}\n{}",
-                std::fs::read_to_string(&stderr_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    CheckRun {
-        status,
-        stdout: std::fs::read_to_string(&stdout_path).expect("read the stdout file"),
-        stderr: std::fs::read_to_string(&stderr_path).expect("read the stderr file"),
-    }
-}
 
 /// Seeded pseudo-random bytes (xorshift64*), so that an object's bytes
 /// occur nowhere else in a segment.

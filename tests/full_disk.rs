@@ -66,7 +66,7 @@ use std::fmt::Debug;
 use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -78,7 +78,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use common::{Server, ServerOptions, metric, pattern};
+use common::{Server, ServerOptions, metric, pattern, run_check};
 
 const MIB: usize = 1024 * 1024;
 /// Size of the file system image: a handful of segments per core.
@@ -119,7 +119,6 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest any one SDK call may take: far above what these small requests
 /// need, so that a hung server fails the test instead of hanging it.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
-const CHECK_TIMEOUT: Duration = Duration::from_mins(1);
 /// Set to `1` where the test must run (CI runs as root with loop devices).
 const REQUIRE_ENV: &str = "RINGSTORE_REQUIRE_FULL_DISK_TEST";
 
@@ -1191,56 +1190,6 @@ fn free_bytes(path: &Path) -> u64 {
 // ---------------------------------------------------------------------------
 // ringstore check
 // ---------------------------------------------------------------------------
-
-struct CheckRun {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for CheckRun {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "check exited with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-/// `ringstore check --data-dir DIR`, its output in files under `scratch`
-/// (no pipe can fill up), killed if it runs past [`CHECK_TIMEOUT`].
-fn run_check(data_dir: &Path, scratch: &Path) -> CheckRun {
-    let stdout_path = scratch.join("check.stdout");
-    let stderr_path = scratch.join("check.stderr");
-    let mut child = Command::new(common::binary())
-        .arg("check")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout_path).expect("create the stdout file"))
-        .stderr(std::fs::File::create(&stderr_path).expect("create the stderr file"))
-        .spawn()
-        .expect("spawn ringstore check");
-    let deadline = Instant::now() + CHECK_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait on ringstore check") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ringstore check did not finish within {CHECK_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    CheckRun {
-        status,
-        stdout: std::fs::read_to_string(&stdout_path).expect("read the stdout file"),
-        stderr: std::fs::read_to_string(&stderr_path).expect("read the stderr file"),
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Sizes

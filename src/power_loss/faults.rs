@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::model::{BUCKET, History, Model, read_object};
-use super::{Config, Explored, SHARD_DIR, bytes_of, close, commit, explore, images_dir, put};
+use super::{
+    Config, Explored, SHARD_DIR, bytes_of, close, commit, explore, fill_segment, images_dir, put,
+};
 use crate::storage::fs::Op;
 use crate::storage::fs::fault::{self, Fault, SessionGuard};
 use crate::storage::object::{ObjectBody, ObjectTombstone};
@@ -344,15 +346,7 @@ fn shard_for_recovery(root: &Path, sealed_last: bool) -> Vec<(String, Vec<u8>)> 
             }
         }
         if sealed_last {
-            let mut index = 100;
-            while shard.appended_end().1 + 7100 < OPTIONS.segment_bytes_max {
-                let data = bytes_of(index, 3000);
-                put(&shard, &format!("k{index}"), &data, 4096)
-                    .await
-                    .unwrap();
-                objects.push((format!("k{index}"), data));
-                index += 1;
-            }
+            objects.extend(fill_segment(&shard, OPTIONS.segment_bytes_max, 100).await);
             session_copy.fail(Fault::always(Op::SyncFile, libc::EIO).on_paths_containing("seg-"));
             assert!(
                 put(&shard, "unsealed", &bytes_of(9, 7000), 7000)

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 
-use super::{SHARD_DIR, bytes_of, close, put, write_data_dir_files};
+use super::{SHARD_DIR, bytes_of, close, fill_segment, put, write_data_dir_files};
 use crate::storage::fs::Op;
 use crate::storage::fs::fault::image::Disk;
 use crate::storage::fs::fault::{self, Fault};
@@ -78,16 +78,10 @@ fn a_start_syncs_a_sealed_last_segment_before_it_starts_the_next() {
         let session = fault::session(&root);
         let dir = root.join(SHARD_DIR);
         let shard = Rc::new(Shard::open_with(&dir, OPTIONS).await.unwrap());
-        let mut objects = BTreeMap::new();
-        let mut index = 0;
-        while shard.appended_end().1 + 7100 < OPTIONS.segment_bytes_max {
-            let data = bytes_of(index, 3000);
-            put(&shard, &format!("k{index}"), &data, 4096)
-                .await
-                .unwrap();
-            objects.insert(format!("k{index}"), data);
-            index += 1;
-        }
+        let objects: BTreeMap<String, Vec<u8>> = fill_segment(&shard, OPTIONS.segment_bytes_max, 0)
+            .await
+            .into_iter()
+            .collect();
         session.fail(Fault::always(Op::SyncFile, libc::EIO).on_paths_containing("seg-"));
         // Its extent does not fit: the append seals segment 1 first, and
         // the seal's fdatasync fails.
@@ -265,16 +259,11 @@ fn a_start_makes_the_segment_it_appends_to_durable_in_its_directory() {
         let session = fault::session(&root);
         let dir = root.join(SHARD_DIR);
         let shard = Rc::new(Shard::open_with(&dir, OPTIONS).await.unwrap());
-        let mut objects = BTreeMap::new();
-        let mut index = 0;
-        while shard.appended_end().1 + 7100 < OPTIONS.segment_bytes_max {
-            let data = bytes_of(index, 3000);
-            put(&shard, &format!("k{index}"), &data, 4096)
+        let mut objects: BTreeMap<String, Vec<u8>> =
+            fill_segment(&shard, OPTIONS.segment_bytes_max, 0)
                 .await
-                .unwrap();
-            objects.insert(format!("k{index}"), data);
-            index += 1;
-        }
+                .into_iter()
+                .collect();
         session.fail(Fault::nth(Op::SyncDir, 1, libc::EIO));
         let error = put(&shard, "too-much", &bytes_of(99, 7000), 7000).await;
         assert!(error.is_err());

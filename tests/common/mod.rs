@@ -2330,3 +2330,80 @@ pub fn assert_canned_acl_refused(response: &RawResponse, value: &str) {
         "the refusal names the header and its value: {text}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// The offline checker
+// ---------------------------------------------------------------------------
+
+/// Longest a check of a test's small data directory may take.
+pub const CHECK_TIMEOUT: Duration = Duration::from_mins(1);
+
+/// One finished `ringstore check`.
+pub struct CheckRun {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for CheckRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "check exited with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+impl CheckRun {
+    /// The number on the summary line `name: N` (or `name: N (...)`).
+    pub fn field(&self, name: &str) -> u64 {
+        let prefix = format!("{name}: ");
+        let line = self
+            .stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` line:\n{self}"));
+        line.split_whitespace()
+            .next()
+            .and_then(|number| number.parse().ok())
+            .unwrap_or_else(|| panic!("`{prefix}` is not followed by a number:\n{self}"))
+    }
+}
+
+/// Run `ringstore check --data-dir DIR` to its end; its output goes to
+/// files in `scratch`, so no pipe can fill up.
+pub fn run_check(data_dir: &Path, scratch: &Path) -> CheckRun {
+    let stdout_path = scratch.join("check.stdout");
+    let stderr_path = scratch.join("check.stderr");
+    let mut child = Command::new(binary())
+        .arg("check")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).expect("create the stdout file"))
+        .stderr(std::fs::File::create(&stderr_path).expect("create the stderr file"))
+        .spawn()
+        .expect("spawn ringstore check");
+    let deadline = Instant::now() + CHECK_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait on ringstore check") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "ringstore check did not finish within {CHECK_TIMEOUT:?}\n{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    CheckRun {
+        status,
+        stdout: std::fs::read_to_string(&stdout_path).expect("read the stdout file"),
+        stderr: std::fs::read_to_string(&stderr_path).expect("read the stderr file"),
+    }
+}
